@@ -1,0 +1,1 @@
+"""mvf_lightning."""
