@@ -1,0 +1,107 @@
+"""LightningCLI for mvf_lightning: fit / validate / test / predict from YAML configs.
+
+Adds to Lightning's CLI: omegaconf interpolation, config inheritance (``inherit:``), a clear
+message naming a mistyped key and the closest valid one, and the data's frames-per-view linked
+into the model's training length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+import warnings
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from .module import MVFormerModule
+
+_KEY_PATTERNS = (
+    re.compile(r'key "([^"]+)"'),
+    re.compile(r"--([A-Za-z_][\w.]*)"),
+    re.compile(r"'([A-Za-z_][\w]*(?:\.[\w]+)+)'"),
+)
+
+
+def _known_keys(parser: Any) -> list[str]:
+    keys: set[str] = set()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if opt.startswith("--"):
+                keys.add(opt[2:])
+    with contextlib.suppress(Exception):  # suggestions are best effort
+        keys.update(parser.get_defaults().keys())
+    return sorted(keys)
+
+
+def suggest_key(message: str, known: list[str]) -> str | None:
+    """The valid key closest to the first unknown key named in a parser error message."""
+    for pattern in _KEY_PATTERNS:
+        for key in pattern.findall(message):
+            if key in known:
+                continue
+            match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            if match:
+                return f'unknown key "{key}": did you mean "{match[0]}"?'
+            return f'unknown key "{key}"'
+    return None
+
+
+class MVFArgumentParser(LightningArgumentParser):
+    """Argument parser whose errors name the mistyped key and the closest valid one."""
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        hint = suggest_key(message, _known_keys(self))
+        if hint and hint not in message:
+            message = f"{hint}\n{message}"
+        return super().error(message, ex) if ex is not None else super().error(message)
+
+
+class MVFLightningCLI(LightningCLI):
+    """Lightning's CLI with the model fixed to :class:`MVFormerModule` and any DataModule."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, model_only: bool = False):
+        self._model_only = model_only
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+        super().__init__(
+            MVFormerModule,
+            LightningDataModule,
+            subclass_mode_data=True,
+            parser_class=MVFArgumentParser,
+            parser_kwargs={"parser_mode": "omegaconf"},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if not self._model_only:
+            return super().add_core_arguments_to_parser(parser)
+        # `summary` builds the model alone: a data section is allowed but not needed.
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.add_lightning_class_args(self._model_class, "model")
+        parser.add_lightning_class_args(
+            self._datamodule_class, "data", subclass_mode=True, required=False
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if not self._model_only:
+            parser.link_arguments("data.init_args.num_frames", "model.embedder.num_frames")
+
+    def instantiate_classes(self) -> None:
+        if not self._model_only:
+            return super().instantiate_classes()
+        model_cfg = _to_plain(self.config["model"])
+        # Counting parameters needs no weights: never download or read them here.
+        model_cfg["backbone"]["pretrained"] = "none"
+        self.model = MVFormerModule(**model_cfg)
+        self.datamodule = None
+        self.trainer = None
+
+
+def _to_plain(value: Any) -> Any:
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return value

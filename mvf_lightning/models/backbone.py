@@ -1,0 +1,249 @@
+"""Frozen timm image backbone that turns frames into spatial tokens.
+
+ViTs give the outputs of chosen transformer blocks (before the final norm), concatenated on
+channels, with the CLS token kept apart; CNNs give their last feature map as tokens. The
+frozen part never trains: it stays in eval mode and runs without gradients, over frames in
+chunks to bound memory. Optionally the last few blocks are unfrozen for fine-tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import timm
+import torch
+from torch import nn
+
+from .weight_sources import (
+    describe_source,
+    is_file_source,
+    load_package_weights,
+    load_state_dict_file,
+)
+
+# Keys a classification checkpoint may hold that a feature backbone does not need.
+_HEAD_KEY_PREFIXES = (
+    "head",
+    "fc",
+    "classifier",
+    "conv_head",
+    "bn2",
+    "norm",
+    "fc_norm",
+    "head_drop",
+    "global_pool",
+)
+
+
+@dataclass
+class BackboneConfig:
+    """Which frozen image model produces the spatial tokens, and from which weights."""
+
+    name: str = "vit_base_patch8_224.dino"
+    pretrained: str = "hub"
+    """``hub`` | ``none`` | path to .safetensors/.pth/.npz | ``package:<name>``"""
+    blocks: list[int] = field(default_factory=lambda: [3, 7, 11])
+    """ViT blocks whose outputs are concatenated; ignored for CNNs (last feature map)."""
+    chunk_size: int = 40
+    """Frames per backbone pass."""
+    unfreeze_last: int = 0
+    """Train the last N blocks (ViT) or stages (CNN) instead of keeping them frozen."""
+    img_size: int | None = None
+    """Input size for ViTs if not the model's default (e.g. small test images)."""
+    model_kwargs: dict = field(default_factory=dict)
+    """Extra keyword arguments for ``timm.create_model`` (e.g. ``depth`` for tiny test models)."""
+
+
+class FrozenBackbone(nn.Module):
+    """Spatial tokens ``[N, S, C]`` (and CLS ``[N, C]`` for ViTs) from frames ``[N, 3, H, W]``."""
+
+    def __init__(self, config: BackboneConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.weight_source = describe_source(config.pretrained)
+        self.model, self.is_vit = _create(config)
+        if self.is_vit:
+            depth = len(self.model.blocks)
+            self.blocks = _resolve_blocks(config.blocks, depth, config.name)
+            self.model.prune_intermediate_layers(self.blocks, prune_norm=True, prune_head=True)
+            self.out_channels = self.model.embed_dim * len(self.blocks)
+            self.num_prefix_tokens = self.model.num_prefix_tokens
+            stages: list[nn.Module] = list(self.model.blocks)
+        else:
+            self.blocks = []
+            self.out_channels = self.model.feature_info.channels()[-1]
+            self.num_prefix_tokens = 0
+            stages = [m for _, m in self.model.named_children()]
+        if config.unfreeze_last < 0 or config.unfreeze_last > len(stages):
+            raise ValueError(
+                f"backbone.unfreeze_last={config.unfreeze_last} is out of range for "
+                f"{config.name} ({len(stages)} blocks/stages available)"
+            )
+        if config.chunk_size < 1:
+            raise ValueError(f"backbone.chunk_size must be >= 1, got {config.chunk_size}")
+        self.model.requires_grad_(False)
+        self._trainable = nn.ModuleList(stages[len(stages) - config.unfreeze_last :])
+        self._trainable.requires_grad_(True)
+        data_cfg = timm.data.resolve_model_data_config(self.model)
+        self.mean = tuple(float(v) for v in data_cfg["mean"])
+        self.std = tuple(float(v) for v in data_cfg["std"])
+        self.train(False)
+
+    @property
+    def fully_frozen(self) -> bool:
+        return self.config.unfreeze_last == 0
+
+    def frozen_state_keys(self, prefix: str = "") -> list[str]:
+        """State-dict keys (with ``prefix``) of the frozen part: these stay out of checkpoints."""
+        trainable = {id(t) for t in self._trainable.parameters()} | {
+            id(b) for b in self._trainable.buffers()
+        }
+        keys = []
+        for name, tensor in self.model.state_dict(keep_vars=True).items():
+            if id(tensor) not in trainable:
+                keys.append(f"{prefix}model.{name}")
+        return keys
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        """The frozen part always stays in eval mode; unfrozen blocks follow ``mode``."""
+        super().train(False)
+        self._trainable.train(mode)
+        self.training = mode
+        return self
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.is_vit:
+            outs = self.model.forward_intermediates(
+                x,
+                indices=self.blocks,
+                norm=False,
+                output_fmt="NLC",
+                intermediates_only=True,
+                return_prefix_tokens=True,
+            )
+            tokens = torch.cat([o[0] for o in outs], dim=-1)
+            cls = torch.cat([o[1][:, 0] for o in outs], dim=-1)
+            return tokens, cls
+        fmap = self.model(x)[-1]
+        return fmap.flatten(2).transpose(1, 2), None
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``frames [N, 3, H, W]`` -> ``tokens [N, S, C]``, ``cls [N, C] | None``."""
+        if frames.dim() != 4 or frames.shape[1] != 3:
+            raise ValueError(f"backbone expects frames [N, 3, H, W], got {tuple(frames.shape)}")
+        grad = torch.is_grad_enabled() and not self.fully_frozen
+        tokens, cls = [], []
+        with torch.set_grad_enabled(grad):
+            for chunk in frames.split(self.config.chunk_size):
+                t, c = self._features(chunk)
+                tokens.append(t)
+                if c is not None:
+                    cls.append(c)
+        return torch.cat(tokens), (torch.cat(cls) if cls else None)
+
+    def feature_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial token grid (rows, cols) for an input of the given size."""
+        if self.is_vit:
+            return self.model.patch_embed.dynamic_feat_size((height, width))
+        r = self.model.feature_info.reduction()[-1]
+        return (height + r - 1) // r, (width + r - 1) // r
+
+
+def _resolve_blocks(blocks: list[int], depth: int, name: str) -> list[int]:
+    if not blocks:
+        raise ValueError(f"backbone.blocks is empty: name at least one of the {depth} blocks")
+    out = []
+    for b in blocks:
+        if not -depth <= b < depth:
+            raise ValueError(
+                f"backbone.blocks: block index {b} is out of range for {name} "
+                f"({depth} blocks: 0..{depth - 1})"
+            )
+        out.append(b % depth)
+    if len(set(out)) != len(out):
+        raise ValueError(f"backbone.blocks: repeated block in {blocks}")
+    return sorted(out)
+
+
+def _create(config: BackboneConfig) -> tuple[nn.Module, bool]:
+    name = config.name
+    arch = name.split(".")[0]
+    if not timm.is_model(arch):
+        import difflib
+
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; closest timm names: {', '.join(close)}" if close else ""
+        raise ValueError(f"unknown backbone {name!r}: timm has no such model{hint}")
+    source = config.pretrained
+    if source not in ("hub", "none") and not source.startswith("package:"):
+        from pathlib import Path
+
+        if not Path(source).expanduser().exists():
+            raise FileNotFoundError(
+                f"backbone.pretrained={source!r}: no such file; use 'hub', 'none', "
+                "'package:<name>' or the path to a .safetensors/.pth/.npz file"
+            )
+    kwargs = dict(config.model_kwargs)
+    hub = source == "hub"
+    is_vit = _is_vit(arch, kwargs)
+    if is_vit:
+        if config.img_size is not None:
+            kwargs["img_size"] = config.img_size
+        kwargs["num_classes"] = 0
+    else:
+        kwargs.update(features_only=True, out_indices=(-1,))
+    try:
+        model = timm.create_model(name if hub else arch, pretrained=hub, **kwargs)
+    except (OSError, RuntimeError) as e:
+        if not hub:
+            raise
+        raise RuntimeError(
+            f"could not fetch pretrained weights for {name!r} from timm's hub ({e}). Without "
+            "network access, set model.backbone.pretrained to a local .safetensors/.pth/.npz "
+            "file, or to 'none' for random weights"
+        ) from e
+    if source.startswith("package:"):
+        _load_into(model, load_package_weights(source.split(":", 1)[1], arch), source)
+    elif is_file_source(source):
+        if source.endswith(".npz"):
+            if not is_vit:
+                raise ValueError(f"{source}: .npz weights are supported for ViTs only")
+            model.load_pretrained(source)
+        else:
+            state = load_state_dict_file(source)
+            if is_vit:
+                from timm.models.vision_transformer import checkpoint_filter_fn
+
+                state = checkpoint_filter_fn(state, model)
+            _load_into(model, state, source)
+    return model, is_vit
+
+
+def _is_vit(arch: str, kwargs: dict) -> bool:
+    """Whether timm builds ``arch`` as a ViT-style model with block intermediates (checked on
+    the meta device, so it costs no memory)."""
+    with torch.device("meta"):
+        probe = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+    return all(
+        hasattr(probe, a)
+        for a in ("forward_intermediates", "blocks", "patch_embed", "num_prefix_tokens")
+    )
+
+
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state dict; every model tensor must be present, head-only extras are ignored."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ValueError(
+            f"backbone weights {source} do not fit the model: {len(missing)} tensors missing, "
+            f"e.g. {missing[:3]}"
+        )
+    wrong = [k for k in own if state[k].shape != own[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise ValueError(
+            f"backbone weights {source}: tensor {k} has shape {tuple(state[k].shape)}, "
+            f"the model expects {tuple(own[k].shape)}"
+        )
+    model.load_state_dict({k: state[k] for k in own}, strict=True)

@@ -1,0 +1,235 @@
+"""MV-Former: frozen backbone -> entity tokens -> multi-entity temporal transformer -> frame
+embeddings; and the CARL-style late-fusion baseline that reduces each frame to one vector first.
+
+Layouts: ``B`` videos, ``T`` frames, ``S`` spatial tokens, ``C`` backbone channels, ``K`` entity
+tokens, ``D`` hidden width, ``E`` embedding width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import BackboneConfig, FrozenBackbone
+from .heads import REDUCTIONS, FrameReduction, ProjectionHead, TokenMLP
+from .spatial_pooling import LearnableSpatialTokenPooling
+from .temporal_encoder import TemporalPositionEncoding, TemporalTransformer
+
+FUSIONS = ("multi_entity", "late")
+TOKEN_IDENTITY = ("pool", "enc", "none")
+LATE_POOLS = ("max", "cls")
+
+
+@dataclass
+class EmbedderConfig:
+    """The trainable part, named as in the paper's tables (defaults: Penn Action)."""
+
+    fusion: str = "multi_entity"
+    """``multi_entity`` (MV-Former) or ``late`` (CARL-style: one vector per frame first)."""
+    num_tokens: int = 3
+    """Entity tokens per frame (LSTP queries)."""
+    pool_dim: int = 384
+    normalize_keys: bool = False
+    dynamic_tokens: int = 0
+    """Extra LSTP queries generated from the CLS token."""
+    disjoint: bool = False
+    token_identity: str = "pool"
+    """One-hot token index: after pooling (``pool``), before the encoder (``enc``), ``none``."""
+    capacity: int = 2
+    """Per-token MLP width = hidden_dim * capacity."""
+    hidden_dim: int = 256
+    num_layers: int = 3
+    num_heads: int = 8
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    reduction: str = "one"
+    """How a frame's K tokens become one vector: one | avg | max | linear."""
+    embedding_dim: int = 128
+    projection_dim: int = 128
+    num_frames: int = 80
+    """Training length T: positions of other lengths are interpolated into [0, T-1]."""
+    late_pool: str = "max"
+    """Late fusion only: global ``max`` pool of the feature map, or the ``cls`` token."""
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        checks = [
+            ("fusion", self.fusion, FUSIONS),
+            ("token_identity", self.token_identity, TOKEN_IDENTITY),
+            ("reduction", self.reduction, REDUCTIONS),
+            ("late_pool", self.late_pool, LATE_POOLS),
+        ]
+        for key, value, allowed in checks:
+            if value not in allowed:
+                raise ValueError(f"model.embedder.{key}={value!r}: expected one of {allowed}")
+        positive = (
+            "num_tokens",
+            "pool_dim",
+            "capacity",
+            "hidden_dim",
+            "num_layers",
+            "num_heads",
+            "ff_dim",
+            "embedding_dim",
+            "projection_dim",
+            "num_frames",
+        )
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.embedder.{key} must be >= 1, got {getattr(self, key)}")
+        if (
+            self.token_identity == "enc"
+            and self.num_tokens + self.dynamic_tokens >= self.hidden_dim
+        ):
+            raise ValueError("token_identity='enc' needs hidden_dim larger than the token count")
+
+
+class MultiEntityEmbedder(nn.Module):
+    """Trainable part of MV-Former: LSTP, token identity, MLP, positions, temporal transformer,
+    reduction and embedding. Input: backbone tokens ``[B, T, S, C]`` (and CLS ``[B, T, C]``)."""
+
+    def __init__(self, in_dim: int, config: EmbedderConfig, cls_dim: int | None = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.pool = LearnableSpatialTokenPooling(
+            in_dim,
+            config.num_tokens,
+            config.pool_dim,
+            config.normalize_keys,
+            config.dynamic_tokens,
+            cls_dim,
+            config.disjoint,
+        )
+        k = self.pool.num_tokens
+        self.num_tokens = k
+        ident_pool = k if config.token_identity == "pool" else 0
+        ident_enc = k if config.token_identity == "enc" else 0
+        self.mlp = TokenMLP(
+            config.pool_dim + ident_pool,
+            config.hidden_dim * config.capacity,
+            config.hidden_dim - ident_enc,
+            config.dropout,
+        )
+        self.position = TemporalPositionEncoding(
+            config.hidden_dim, config.num_frames, config.dropout
+        )
+        self.encoder = TemporalTransformer(
+            config.hidden_dim, config.num_layers, config.num_heads, config.ff_dim, config.dropout
+        )
+        self.reduce = FrameReduction(config.reduction, k, config.hidden_dim)
+        self.embedding = nn.Linear(config.hidden_dim, config.embedding_dim)
+
+    def _one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        eye = torch.eye(self.num_tokens, device=x.device, dtype=x.dtype)
+        return torch.cat([x, eye.expand(*x.shape[:-2], -1, -1)], dim=-1)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cls: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> dict[str, torch.Tensor | None]:
+        """-> ``embeddings [B, T, E]`` (not normalised), ``attention [B, T, K, S] | None``."""
+        b, t, s, c = tokens.shape
+        flat_cls = None if cls is None else cls.reshape(b * t, -1)
+        pooled, attn = self.pool(tokens.reshape(b * t, s, c), flat_cls, return_attention)
+        x = pooled.view(b, t, self.num_tokens, -1)
+        if self.config.token_identity == "pool":
+            x = self._one_hot(x)
+        x = self.mlp(x)
+        if self.config.token_identity == "enc":
+            x = self._one_hot(x)
+        x = self.position(x)
+        key_valid = None
+        if valid is not None:
+            key_valid = valid.bool().unsqueeze(-1).expand(b, t, self.num_tokens).reshape(b, -1)
+        x = self.encoder(x.reshape(b, t * self.num_tokens, -1), key_valid)
+        x = self.reduce(x.view(b, t, self.num_tokens, -1))
+        return {
+            "embeddings": self.embedding(x),
+            "attention": None if attn is None else attn.view(b, t, self.num_tokens, s),
+        }
+
+
+class LateFusionEmbedder(nn.Module):
+    """CARL-style baseline: each frame becomes one vector (max pool or CLS) before the MLP and a
+    temporal transformer over T tokens."""
+
+    def __init__(self, in_dim: int, config: EmbedderConfig, cls_dim: int | None = None) -> None:
+        super().__init__()
+        config.validate()
+        if config.late_pool == "cls" and not cls_dim:
+            raise ValueError("model.embedder.late_pool='cls' needs a backbone with a CLS token")
+        self.config = config
+        self.num_tokens = 1
+        width = cls_dim if config.late_pool == "cls" else in_dim
+        self.mlp = TokenMLP(
+            width, config.hidden_dim * config.capacity, config.hidden_dim, config.dropout
+        )
+        self.position = TemporalPositionEncoding(
+            config.hidden_dim, config.num_frames, config.dropout
+        )
+        self.encoder = TemporalTransformer(
+            config.hidden_dim, config.num_layers, config.num_heads, config.ff_dim, config.dropout
+        )
+        self.embedding = nn.Linear(config.hidden_dim, config.embedding_dim)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cls: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> dict[str, torch.Tensor | None]:
+        frame = cls if self.config.late_pool == "cls" else tokens.amax(dim=2)
+        x = self.position(self.mlp(frame).unsqueeze(2)).squeeze(2)
+        x = self.encoder(x, None if valid is None else valid.bool())
+        return {"embeddings": self.embedding(x), "attention": None}
+
+
+class MVFormer(nn.Module):
+    """Frozen backbone + trainable embedder + projection head.
+
+    ``forward(frames [B, T, 3, H, W], valid [B, T])`` -> ``embeddings [B, T, E]`` and optional
+    LSTP ``attention [B, T, K, S]`` from the same pass. ``project`` gives the L2-normalised
+    projection used only by the training loss.
+    """
+
+    def __init__(self, backbone: BackboneConfig, embedder: EmbedderConfig) -> None:
+        super().__init__()
+        self.backbone = FrozenBackbone(backbone)
+        cls_dim = self.backbone.out_channels if self.backbone.is_vit else None
+        cls = LateFusionEmbedder if embedder.fusion == "late" else MultiEntityEmbedder
+        self.embedder = cls(self.backbone.out_channels, embedder, cls_dim)
+        self.projection = ProjectionHead(embedder.embedding_dim, embedder.projection_dim)
+
+    def backbone_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``frames [B, T, 3, H, W]`` -> ``tokens [B, T, S, C]``, ``cls [B, T, C] | None``."""
+        b, t = frames.shape[:2]
+        tokens, cls = self.backbone(frames.flatten(0, 1))
+        tokens = tokens.view(b, t, *tokens.shape[1:])
+        return tokens, None if cls is None else cls.view(b, t, -1)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> dict[str, torch.Tensor | None]:
+        if frames.dim() != 5:
+            raise ValueError(f"MVFormer expects frames [B, T, 3, H, W], got {tuple(frames.shape)}")
+        tokens, cls = self.backbone_features(frames)
+        return self.embedder(tokens, cls, valid, return_attention)
+
+    def project(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.projection(embeddings)
+
+    @staticmethod
+    def normalize(embeddings: torch.Tensor) -> torch.Tensor:
+        """Evaluation embeddings are L2-normalised."""
+        return F.normalize(embeddings, dim=-1)

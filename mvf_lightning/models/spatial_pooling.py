@@ -1,0 +1,83 @@
+"""Learnable Spatial Token Pooling (LSTP): K learned queries cross-attend over a frame's
+spatial tokens and return K entity tokens per frame."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LearnableSpatialTokenPooling(nn.Module):
+    """Pool ``tokens [N, S, C]`` into ``[N, K, P]`` with one-head cross-attention.
+
+    The K static queries are an ``nn.Linear(K, P)`` applied to the identity matrix, i.e. a
+    learned K x P matrix plus a learned P-vector bias. Keys and values are separate linear maps
+    C -> P. Options: L2-normalised keys, extra "dynamic" queries generated from the CLS token,
+    and a "disjoint" variant in which each spatial token only feeds its strongest query.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_tokens: int = 3,
+        dim: int = 384,
+        normalize_keys: bool = False,
+        num_dynamic_tokens: int = 0,
+        cls_dim: int | None = None,
+        disjoint: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1 (entity tokens per frame), got {num_tokens}")
+        if num_dynamic_tokens < 0:
+            raise ValueError(f"num_dynamic_tokens must be >= 0, got {num_dynamic_tokens}")
+        if num_dynamic_tokens and not cls_dim:
+            raise ValueError("dynamic tokens need a CLS token: the backbone has none")
+        self.num_static = num_tokens
+        self.num_dynamic = num_dynamic_tokens
+        self.dim = dim
+        self.normalize_keys = normalize_keys
+        self.disjoint = disjoint
+        self.queries = nn.Linear(num_tokens, dim)
+        self.key = nn.Linear(in_dim, dim)
+        self.value = nn.Linear(in_dim, dim)
+        self.dynamic = nn.Linear(cls_dim, dim * num_dynamic_tokens) if num_dynamic_tokens else None
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_static + self.num_dynamic
+
+    def _queries(self, n: int, cls: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        eye = torch.eye(self.num_static, device=like.device, dtype=like.dtype)
+        q = self.queries(eye).unsqueeze(0).expand(n, -1, -1)
+        if self.dynamic is not None:
+            if cls is None:
+                raise ValueError("dynamic tokens need the CLS token, but none was given")
+            q = torch.cat([q, self.dynamic(cls).view(n, self.num_dynamic, self.dim)], dim=1)
+        return q
+
+    def forward(
+        self, tokens: torch.Tensor, cls: torch.Tensor | None = None, return_attention: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``tokens [N, S, C]``, ``cls [N, C]`` -> pooled ``[N, K, P]``, attention ``[N, K, S]``."""
+        n = tokens.shape[0]
+        k = self.key(tokens)
+        v = self.value(tokens)
+        if self.normalize_keys:
+            k = F.normalize(k, dim=-1)
+        q = self._queries(n, cls, k)
+        if not (return_attention or self.disjoint):
+            out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1))
+            return out.squeeze(1), None
+        logits = q @ k.transpose(1, 2) / math.sqrt(self.dim)
+        if self.disjoint:
+            winner = logits.argmax(dim=1, keepdim=True)
+            own = torch.arange(logits.shape[1], device=logits.device).view(1, -1, 1) == winner
+            # A query that wins no spatial token keeps its full attention instead of NaN.
+            own = own | ~own.any(dim=2, keepdim=True)
+            logits = logits.masked_fill(~own, float("-inf"))
+        attn = logits.softmax(dim=-1)
+        return attn @ v, attn

