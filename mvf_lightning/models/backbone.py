@@ -21,18 +21,7 @@ from .weight_sources import (
     load_state_dict_file,
 )
 
-# Keys a classification checkpoint may hold that a feature backbone does not need.
-_HEAD_KEY_PREFIXES = (
-    "head",
-    "fc",
-    "classifier",
-    "conv_head",
-    "bn2",
-    "norm",
-    "fc_norm",
-    "head_drop",
-    "global_pool",
-)
+RANDOM_INIT_SEED = 0
 
 
 @dataclass
@@ -73,7 +62,11 @@ class FrozenBackbone(nn.Module):
             self.blocks = []
             self.out_channels = self.model.feature_info.channels()[-1]
             self.num_prefix_tokens = 0
-            stages = [m for _, m in self.model.named_children()]
+            # EfficientNet-style models keep all their stages in one ``blocks`` container.
+            stages = []
+            for child_name, child in self.model.named_children():
+                is_stages = child_name == "blocks" and isinstance(child, nn.Sequential)
+                stages.extend(child if is_stages else [child])
         if config.unfreeze_last < 0 or config.unfreeze_last > len(stages):
             raise ValueError(
                 f"backbone.unfreeze_last={config.unfreeze_last} is out of range for "
@@ -193,7 +186,13 @@ def _create(config: BackboneConfig) -> tuple[nn.Module, bool]:
     else:
         kwargs.update(features_only=True, out_indices=(-1,))
     try:
-        model = timm.create_model(name if hub else arch, pretrained=hub, **kwargs)
+        # 'none' is a fixed random init, so the recorded source rebuilds the same backbone
+        # (checkpoints never hold frozen weights).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            # The full name (tag included) also without hub weights: the tag selects the data
+            # config (e.g. ``.dino`` normalises with ImageNet statistics, the default ViT not).
+            model = timm.create_model(name, pretrained=hub, **kwargs)
     except (OSError, RuntimeError) as e:
         if not hub:
             raise

@@ -1,0 +1,474 @@
+"""LightningDataModules: which index to train on, which sets to evaluate, and the GPU transforms.
+
+Constructor arguments are typed so LightningCLI exposes them in YAML. Training batches hold
+uint8 frames from the workers and are augmented on the accelerator in
+:meth:`VideoDataModule.on_after_batch_transfer`.
+
+Evaluation design: ``val_dataloader``, ``test_dataloader`` and ``predict_dataloader`` each
+return ONE loader over the whole videos of every evaluation set, train and val videos both
+(phase classification is fitted on train-video embeddings). Each item names its
+``set_name`` (e.g. a Penn Action action) and ``split`` (``"train"`` or ``"val"``: the role,
+whatever the index split is called); :meth:`VideoDataModule.eval_sets` describes the sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import ConcatDataset, DataLoader
+
+from .augment import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainAugmentation
+from .datasets import (
+    BrokenVideoTracker,
+    EpochSeededSampler,
+    EvalVideoDataset,
+    TrainClipDataset,
+    collate_eval,
+    collate_train,
+)
+from .demo import DEMO_NUM_PHASES, default_demo_root, ensure_demo_dataset, is_demo_dataset
+from .index import VideoIndex, load_split
+from .sampling import TimeAugmentSampler
+
+__all__ = [
+    "DemoDataModule",
+    "EvalSet",
+    "FineGymDataModule",
+    "Kinetics400DataModule",
+    "PennActionDataModule",
+    "PouringDataModule",
+    "VideoDataModule",
+]
+
+EVAL_ROLES = ("train", "val")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation set: phase count and the ids of its train and val videos."""
+
+    name: str
+    num_classes: int
+    train_ids: tuple[str, ...]
+    val_ids: tuple[str, ...]
+
+
+def _num_classes(indexes: list[VideoIndex]) -> int:
+    top = -1
+    for index in indexes:
+        for video in index:
+            if video.label_runs:
+                top = max(top, max(r[0] for r in video.label_runs))
+    return top + 1
+
+
+class VideoDataModule(LightningDataModule):
+    """Train on ``<root>/index/<train_split>.json``; evaluate on ``eval_root``'s two splits.
+
+    Args (the less obvious ones):
+        eval_root: dataset root of the evaluation sets (default: ``root``).
+        eval_train_split / eval_val_split: index splits playing the train / val roles in
+            evaluation; None for either disables evaluation loaders.
+        eval_by_group: one evaluation set per group (Penn Action: per action); otherwise one
+            set named ``eval_set_name``.
+        groups: keep only these groups (training and evaluation); None keeps all.
+        decode_size: ``[height, width]`` to resize to while decoding; None keeps the stored size.
+        min_scale / max_scale / view_overlap: :class:`TimeAugmentSampler` parameters.
+        max_broken_fraction: share of (this rank's) training videos allowed to fail decoding
+            before training stops with the list of files.
+        seed: seeds shuffling and frame sampling (per seed, epoch, video).
+        pin_memory: pin host memory (only takes effect when CUDA is available).
+
+    Evaluation videos must all decode (a broken one raises); broken training videos are
+    skipped, warned about once per file and kept in :attr:`broken_videos` (also saved in
+    checkpoints through :meth:`state_dict`).
+    """
+
+    prepare_hint = "python -m mvf_lightning prepare <dataset> --out {root}"
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "train",
+        eval_root: str | None = None,
+        eval_train_split: str | None = "train",
+        eval_val_split: str | None = "val",
+        eval_by_group: bool = False,
+        eval_set_name: str = "default",
+        groups: list[str] | None = None,
+        num_frames: int = 80,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = False,
+        decode_size: list[int] | None = None,
+        decode_threads: int = 1,
+        eval_stride: int = 1,
+        crop_size: int = 224,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        min_scale: float = 1.0,
+        max_scale: float = 1.5,
+        view_overlap: float = 0.2,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip_prob: float = 0.5,
+        jitter_prob: float = 0.8,
+        brightness: float = 0.8,
+        contrast: float = 0.8,
+        saturation: float = 0.8,
+        hue: float = 0.2,
+        blur_prob: float = 0.4,
+        blur_kernel_size: int = 9,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        grayscale_prob: float = 0.2,
+        max_broken_fraction: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.root = str(root)
+        self.train_split = train_split
+        self.eval_root = str(eval_root) if eval_root is not None else self.root
+        self.eval_train_split = eval_train_split
+        self.eval_val_split = eval_val_split
+        self.eval_by_group = eval_by_group
+        self.eval_set_name = eval_set_name
+        self.groups = None if groups is None else list(groups)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.decode_size = None if decode_size is None else list(decode_size)
+        self.decode_threads = int(decode_threads)
+        self.eval_stride = int(eval_stride)
+        self.max_broken_fraction = float(max_broken_fraction)
+        self.seed = int(seed)
+        self.sampler = TimeAugmentSampler(num_frames, min_scale, max_scale, view_overlap)
+        self.train_augment = TrainAugmentation(
+            crop_size=crop_size,
+            crop_scale=crop_scale,
+            crop_ratio=crop_ratio,
+            hflip_prob=hflip_prob,
+            jitter_prob=jitter_prob,
+            brightness=brightness,
+            contrast=contrast,
+            saturation=saturation,
+            hue=hue,
+            blur_prob=blur_prob,
+            blur_kernel_size=blur_kernel_size,
+            blur_sigma=blur_sigma,
+            grayscale_prob=grayscale_prob,
+            mean=mean,
+            std=std,
+        )
+        self.eval_transform = EvalTransform(crop_size=crop_size, mean=mean, std=std)
+        self.train_dataset: TrainClipDataset | None = None
+        self.eval_dataset: ConcatDataset | None = None
+        self.broken = BrokenVideoTracker(0, self.max_broken_fraction)
+        self._eval_indexes: dict[str, VideoIndex] | None = None
+
+    # ------------------------------------------------------------------ indexes
+    def hint(self, root: str) -> str:
+        """The command that creates the missing index under ``root``."""
+        return self.prepare_hint.format(root=root)
+
+    def _load(self, root: str, split: str) -> VideoIndex:
+        index = load_split(root, split, prepare_hint=self.hint(root))
+        if self.groups is not None:
+            missing = [g for g in self.groups if g not in index.groups]
+            if missing:
+                raise ValueError(
+                    f"groups {missing} not in {root}/index/{split}.json (it has {index.groups})"
+                )
+            keep = set(self.groups)
+            index = VideoIndex(
+                index.dataset, index.split, [v for v in index if v.group in keep], index.root
+            )
+        return index
+
+    def eval_indexes(self) -> dict[str, VideoIndex]:
+        """Evaluation indexes by role (``"train"``, ``"val"``); empty if evaluation is off."""
+        if self._eval_indexes is None:
+            if self.eval_train_split is None or self.eval_val_split is None:
+                self._eval_indexes = {}
+            else:
+                splits = (self.eval_train_split, self.eval_val_split)
+                self._eval_indexes = {
+                    role: self._load(self.eval_root, split)
+                    for role, split in zip(EVAL_ROLES, splits)
+                }
+        return self._eval_indexes
+
+    def _eval_parts(self) -> list[tuple[str, str, VideoIndex]]:
+        """``(set_name, role, index)`` for every evaluation set and role."""
+        indexes = self.eval_indexes()
+        if not indexes:
+            return []
+        if not self.eval_by_group:
+            return [(self.eval_set_name, role, index) for role, index in indexes.items()]
+        names = list(dict.fromkeys(g for index in indexes.values() for g in index.groups))
+        return [
+            (name, role, index.by_group(name)) for name in names for role, index in indexes.items()
+        ]
+
+    def eval_sets(self) -> dict[str, EvalSet]:
+        """Evaluation sets: name -> :class:`EvalSet` (phase count, train ids, val ids)."""
+        parts: dict[str, dict[str, VideoIndex]] = {}
+        for name, role, index in self._eval_parts():
+            parts.setdefault(name, {})[role] = index
+        return {
+            name: EvalSet(
+                name=name,
+                num_classes=_num_classes(list(by_role.values())),
+                train_ids=tuple(v.id for v in by_role.get("train", [])),
+                val_ids=tuple(v.id for v in by_role.get("val", [])),
+            )
+            for name, by_role in parts.items()
+        }
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_dataset is None:
+            self.train_dataset = TrainClipDataset(
+                self._load(self.root, self.train_split),
+                self.sampler,
+                decode_size=self.decode_size,
+                seed=self.seed,
+                num_threads=self.decode_threads,
+                warn_broken=False,  # reported once per file in the main process instead
+            )
+        if self.eval_dataset is None:
+            parts = [
+                EvalVideoDataset(
+                    index,
+                    stride=self.eval_stride,
+                    decode_size=self.decode_size,
+                    set_name=name,
+                    split=role,
+                    num_threads=self.decode_threads,
+                )
+                for name, role, index in self._eval_parts()
+                if len(index)
+            ]
+            self.eval_dataset = ConcatDataset(parts) if parts else None
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        world, rank = self._world()
+        sampler = EpochSeededSampler(
+            self.train_dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed
+        )
+        self.broken.num_videos = len(sampler)
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_train,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def _eval_loader(self) -> DataLoader | list:
+        if self.eval_dataset is None:
+            self.setup("validate")
+        if self.eval_dataset is None:
+            return []
+        return DataLoader(
+            self.eval_dataset,
+            batch_size=1,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_eval,
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """One loader over every evaluation set's train and val videos (see module doc)."""
+        return self._eval_loader()
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_loader()
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self._eval_loader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 frames -> normalised float frames, on the batch's device.
+
+        Training batches (6-dim frames while the trainer trains, or with no trainer):
+        :class:`TrainAugmentation`; anything else: :class:`EvalTransform`. The ``broken``
+        list of training batches is removed here and fed to :attr:`broken`.
+        """
+        if not isinstance(batch, dict) or "frames" not in batch:
+            return batch
+        if "broken" in batch:
+            broken = batch.pop("broken")
+            if broken:
+                self.broken.update(broken)
+        frames = batch["frames"]
+        trainer = self.trainer
+        training = trainer.training if trainer is not None else True
+        if training and frames.ndim == 6:
+            batch["frames"] = self.train_augment(frames)
+        else:
+            batch["frames"] = self.eval_transform(frames)
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.broken.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.broken.load_state_dict(state_dict)
+
+    @property
+    def broken_videos(self) -> list[str]:
+        """Training files that failed to decode on this rank so far."""
+        return list(self.broken.files)
+
+
+class PennActionDataModule(VideoDataModule):
+    """Penn Action: one model trained on all 13 actions; one evaluation set per action.
+
+    Index splits ``train`` and ``val`` under ``root``; ``actions`` restricts both.
+    Fixed here (and so not in the CLI): ``groups`` (= ``actions``), ``eval_by_group=True``.
+    """
+
+    prepare_hint = (
+        "python -m mvf_lightning prepare penn-action --source <Penn_Action> --labels "
+        "<penn_action_labels> --out {root}` (or `--carl <CARL penn_action> --trust-pickle`"
+    )
+
+    def __init__(self, root: str, actions: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(root=root, groups=actions, eval_by_group=True, **kwargs)
+
+
+class FineGymDataModule(VideoDataModule):
+    """FineGym 99 or 288: splits ``<variant>_train`` / ``<variant>_val``; one evaluation set."""
+
+    prepare_hint = (
+        "python -m mvf_lightning prepare finegym --annotations "
+        "<finegym_annotation_info_v1.0.json> --splits-dir <split files> --videos <raw videos> "
+        "--out {root}` (or `--carl <CARL finegym> --trust-pickle`"
+    )
+
+    def __init__(
+        self,
+        root: str,
+        variant: Literal["gym99", "gym288"] = "gym99",
+        num_frames: int = 240,
+        **kwargs: Any,
+    ) -> None:
+        if variant not in ("gym99", "gym288"):
+            raise ValueError(f"FineGym variant must be 'gym99' or 'gym288', got {variant!r}")
+        self.variant = variant
+        super().__init__(
+            root=root,
+            train_split=f"{variant}_train",
+            eval_train_split=f"{variant}_train",
+            eval_val_split=f"{variant}_val",
+            eval_by_group=False,
+            eval_set_name=variant,
+            num_frames=num_frames,
+            **kwargs,
+        )
+
+
+class Kinetics400DataModule(VideoDataModule):
+    """Kinetics-400 pretraining: unlabeled split ``train_split`` of ``root``; evaluation on
+    Penn Action (one set per action, splits ``train``/``val``) from ``eval_root``, or none
+    without it. Missing or undecodable clips are skipped up to ``max_broken_fraction``
+    (default 5%: every real copy has some)."""
+
+    prepare_hint = (
+        "python -m mvf_lightning prepare kinetics400 --source <kinetics400 folder> --out {root}"
+    )
+
+    def __init__(
+        self,
+        root: str,
+        eval_root: str | None = None,
+        max_broken_fraction: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
+        has_eval = eval_root is not None
+        super().__init__(
+            root=root,
+            eval_root=eval_root,
+            eval_train_split="train" if has_eval else None,
+            eval_val_split="val" if has_eval else None,
+            eval_by_group=True,
+            groups=None,
+            max_broken_fraction=max_broken_fraction,
+            **kwargs,
+        )
+
+    def hint(self, root: str) -> str:
+        if root == self.eval_root and root != self.root:
+            return PennActionDataModule.prepare_hint.format(root=root)
+        return super().hint(root)
+
+
+class PouringDataModule(VideoDataModule):
+    """Pouring (TCC): splits ``train`` / ``val`` (``eval_val_split="test"`` for the test set);
+    one evaluation set, ``pouring``."""
+
+    prepare_hint = (
+        "python -m mvf_lightning prepare pouring --carl <CARL pouring> --trust-pickle --out {root}"
+    )
+
+    def __init__(self, root: str, **kwargs: Any) -> None:
+        super().__init__(root=root, eval_by_group=False, eval_set_name="pouring", **kwargs)
+
+
+class DemoDataModule(VideoDataModule):
+    """The generated demo dataset (4 phases, 64x64, 24 train + 12 val videos).
+
+    ``root`` defaults to ``$MVF_LIGHTNING_DEMO_ROOT`` or ``~/.cache/mvf_lightning/demo``;
+    the data is generated in :meth:`prepare_data` (rank 0) or on first :meth:`setup`.
+    """
+
+    num_phases = DEMO_NUM_PHASES
+
+    def __init__(
+        self,
+        root: str | None = None,
+        num_frames: int = 32,
+        num_workers: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            root=str(root) if root is not None else str(default_demo_root()),
+            num_frames=num_frames,
+            num_workers=num_workers,
+            eval_by_group=False,
+            eval_set_name="demo",
+            groups=None,
+            **kwargs,
+        )
+
+    def hint(self, root: str) -> str:
+        return f"DemoDataModule(root={root!r}).prepare_data()"
+
+    def prepare_data(self) -> None:
+        ensure_demo_dataset(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if not is_demo_dataset(self.root):
+            ensure_demo_dataset(self.root)  # atomic: safe if several ranks get here
+        super().setup(stage)

@@ -1,0 +1,343 @@
+"""Map-style datasets over a :class:`~mvf_lightning.data.index.VideoIndex`, plus their sampler.
+
+Workers only decode uint8 frames; augmentation happens later on the accelerator.
+
+* :class:`TrainClipDataset`: two time-augmented views of one video per item.
+* :class:`EvalVideoDataset`: one whole video (every ``stride``-th frame) with labels.
+* :class:`EpochSeededSampler`: DDP sharding + per-epoch shuffling; it yields
+  ``(index, epoch)`` pairs, so items are reproducible from ``(seed, epoch, index)`` even with
+  persistent workers that never see ``dataset.epoch`` change.
+
+Broken videos in training: an item that cannot be decoded is replaced by the next video of
+the index (up to ``max_substitutes`` tries) and the failing files travel with the item in
+its ``broken`` list, because workers are separate processes. The DataModule (or any loop)
+aggregates these in the main process with :class:`BrokenVideoTracker`, which warns once
+per file and raises once the broken share passes a threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data._utils.collate import default_collate
+
+from .decode import VideoDecodeError, VideoFile
+from .index import VideoIndex, VideoRecord, resample_labels
+from .sampling import StrideSampler, TimeAugmentSampler
+
+__all__ = [
+    "BrokenVideoTracker",
+    "EpochSeededSampler",
+    "EvalVideoDataset",
+    "TrainClipDataset",
+    "VideoDataset",
+    "collate_eval",
+    "collate_train",
+]
+
+
+def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[..., H, W, 3]`` (numpy) -> uint8 ``[..., 3, H, W]`` (torch), without copying.
+
+    The result is a channel-first *view* of channel-last memory (not contiguous): the
+    transposing copy, ~40% of a worker's time per Penn Action item, is left to the
+    accelerator (the augmentation makes its output contiguous).
+    """
+    return torch.from_numpy(frames).movedim(-1, -3)
+
+
+def _stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
+    """Stack ``[..., 3, H, W]`` views of channel-last memory, keeping that memory layout."""
+    return torch.stack([f.movedim(-3, -1) for f in frames]).movedim(-1, -3)
+
+
+class VideoDataset(Dataset):
+    """Shared base: the videos of an index, their files, and per-frame labels if any.
+
+    ``decode_size=(H, W)`` resizes while decoding (None keeps the stored size).
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        decode_size: Sequence[int] | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        if not isinstance(index, VideoIndex):
+            raise TypeError(f"{type(self).__name__}: index must be a VideoIndex, got {index!r}")
+        if decode_size is not None and (len(decode_size) != 2 or min(decode_size) < 1):
+            raise ValueError(
+                f"{type(self).__name__}: decode_size must be [height, width], got {decode_size!r}"
+            )
+        self.index = index
+        self.decode_size = (
+            None if decode_size is None else (int(decode_size[0]), int(decode_size[1]))
+        )
+        self.num_threads = int(num_threads)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def record(self, i: int) -> VideoRecord:
+        return self.index[i]
+
+    def path(self, i: int) -> str:
+        return str(self.index.video_path(self.index[i]))
+
+    def open(self, i: int) -> VideoFile:
+        """Open video ``i`` for decoding; raises :class:`VideoDecodeError` naming the file."""
+        return VideoFile(self.path(i), self.decode_size, self.num_threads)
+
+    def labels(self, i: int, num_frames: int) -> np.ndarray:
+        """int64 ``[num_frames]`` labels of video ``i``, -1 where unknown.
+
+        If the index holds a different number of labels than the video has frames, they
+        are resampled CARL-style (index ``floor(j * n / num_frames)``).
+        """
+        labels = self.record(i).labels
+        if labels is None or labels.size == 0:
+            return np.full(num_frames, -1, dtype=np.int64)
+        return resample_labels(labels, num_frames).astype(np.int64, copy=False)
+
+
+def _split_key(key: Any) -> tuple[int, int | None]:
+    """A sampler key is an int index or an ``(index, epoch)`` pair."""
+    if isinstance(key, (tuple, list)) and len(key) == 2:
+        return int(key[0]), int(key[1])
+    return int(key), None
+
+
+class TrainClipDataset(VideoDataset):
+    """Two views of one video per item, sampled by ``sampler`` (a :class:`TimeAugmentSampler`).
+
+    Item: ``frames`` uint8 ``[2, T, 3, H, W]`` (a view of channel-last memory),
+    ``steps`` int64 ``[2, T]`` (clamped to ``[0, L - 1]``), ``masks`` bool ``[2, T]``,
+    ``seq_lens`` int64 ``[2]`` (= L), ``index`` (the video actually used), ``broken``
+    (files that failed on the way). Only the union of both views' frames is decoded, once.
+    The per-item generator is ``np.random.default_rng([seed, epoch, index])``. ``L`` is the
+    smaller of the index's ``num_frames`` and the decoder's count, so a slightly
+    optimistic index cannot ask for frames that do not exist.
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        sampler: TimeAugmentSampler,
+        decode_size: Sequence[int] | None = None,
+        seed: int = 0,
+        num_threads: int = 1,
+        max_substitutes: int = 10,
+        warn_broken: bool = True,
+    ) -> None:
+        super().__init__(index, decode_size, num_threads)
+        if len(index) == 0:
+            raise ValueError(f"TrainClipDataset: index {index.dataset}/{index.split} has no videos")
+        self.sampler = sampler
+        self.seed = int(seed)
+        self.epoch = 0
+        self.max_substitutes = int(max_substitutes)
+        self.warn_broken = bool(warn_broken)
+        self._warned: set[str] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _item(self, i: int, epoch: int) -> dict[str, Any]:
+        video = self.open(i)
+        length = len(video)
+        if self.record(i).num_frames > 0:
+            length = min(length, self.record(i).num_frames)
+        if length < 1:
+            raise VideoDecodeError(self.path(i), "video has no frames")
+        rng = np.random.default_rng([self.seed, epoch, i])
+        sample = self.sampler(length, rng)
+        frames = video.read(sample.steps.reshape(-1))  # decodes the unique union once
+        frames = frames.reshape(*sample.steps.shape, *frames.shape[1:])
+        num_views = sample.steps.shape[0]
+        return {
+            "frames": _frames_to_tensor(frames),
+            "steps": torch.from_numpy(sample.steps.astype(np.int64, copy=False)),
+            "masks": torch.from_numpy(sample.masks.astype(bool, copy=False)),
+            "seq_lens": torch.full((num_views,), length, dtype=torch.int64),
+            "index": i,
+        }
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        i, epoch = _split_key(key)
+        epoch = self.epoch if epoch is None else epoch
+        broken: list[str] = []
+        tries = min(self.max_substitutes + 1, len(self))
+        for k in range(tries):
+            j = (i + k) % len(self)
+            try:
+                item = self._item(j, epoch)
+            except VideoDecodeError as e:
+                broken.append(e.path)
+                if self.warn_broken and e.path not in self._warned:
+                    self._warned.add(e.path)
+                    warnings.warn(
+                        f"skipping broken video {e.path} ({e.reason}); using the next one",
+                        stacklevel=2,
+                    )
+                continue
+            item["broken"] = broken
+            return item
+        raise VideoDecodeError(
+            broken[-1],
+            f"{len(broken)} consecutive videos from index {i} failed to decode: {broken}",
+        )
+
+
+class EvalVideoDataset(VideoDataset):
+    """One whole video per item, every ``stride``-th frame, for evaluation and prediction.
+
+    Item: ``frames`` uint8 ``[N, 3, H, W]`` (a view of channel-last memory), ``labels``
+    int64 ``[N]`` (-1 where unknown), ``frame_indices`` int64 ``[N]``, ``video_id``,
+    ``group``, ``split`` (``split`` if given, e.g. the role ``"train"``/``"val"``, else the
+    index's split), ``set_name`` (``set_name`` if given, else the video's group). A video
+    that cannot be decoded raises: every evaluation video counts.
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        stride: int = 1,
+        decode_size: Sequence[int] | None = None,
+        set_name: str | None = None,
+        split: str | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        super().__init__(index, decode_size, num_threads)
+        self.stride_sampler = StrideSampler(stride)
+        self.set_name = set_name
+        self.split = index.split if split is None else split
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        i, _ = _split_key(key)
+        record = self.record(i)
+        video = self.open(i)
+        length = len(video)
+        if length < 1:
+            raise VideoDecodeError(self.path(i), "video has no frames")
+        frame_indices = self.stride_sampler(length)
+        frames = video.read(frame_indices)
+        labels = self.labels(i, length)[frame_indices]
+        return {
+            "frames": _frames_to_tensor(frames),
+            "labels": torch.from_numpy(np.ascontiguousarray(labels)),
+            "frame_indices": torch.from_numpy(frame_indices),
+            "video_id": record.id,
+            "group": record.group,
+            "split": self.split,
+            "set_name": self.set_name if self.set_name is not None else record.group,
+        }
+
+
+def collate_train(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack training items; ``broken`` lists are concatenated rather than transposed.
+
+    ``frames`` are stacked in channel-last memory (a plain copy) and returned as a
+    ``[B, V, T, 3, H, W]`` view, like the items' frames.
+    """
+    broken = [path for item in items for path in item.get("broken", [])]
+    rest = [{k: v for k, v in it.items() if k not in ("broken", "frames")} for it in items]
+    batch = default_collate(rest)
+    batch["frames"] = _stack_frames([it["frames"] for it in items])
+    batch["broken"] = broken
+    return batch
+
+
+def collate_eval(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Evaluation loaders use batch size 1 and yield the item itself (no batch dim)."""
+    if len(items) != 1:
+        raise ValueError(f"evaluation loaders need batch_size=1, got a batch of {len(items)}")
+    return items[0]
+
+
+class EpochSeededSampler(DistributedSampler):
+    """DDP shard of a shuffled order seeded with ``seed + epoch``; yields ``(index, epoch)``.
+
+    Created by the DataModule with ``num_replicas``/``rank`` from the trainer, so Lightning
+    keeps it. :meth:`set_epoch` (called by Lightning each epoch) also sets
+    ``dataset.epoch``; the epoch also travels with every index so that workers that were
+    forked earlier (``persistent_workers``) still seed items with the right epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if hasattr(self.dataset, "epoch"):
+            self.dataset.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((int(i), epoch) for i in super().__iter__())
+
+
+class BrokenVideoTracker:
+    """Main-process record of broken training videos reported through items' ``broken`` lists.
+
+    Warns once per file; raises :class:`RuntimeError` listing the files once more than
+    ``max_broken_fraction`` of ``num_videos`` (the videos this process trains on) failed.
+    """
+
+    def __init__(self, num_videos: int, max_broken_fraction: float = 0.01) -> None:
+        if not 0.0 <= max_broken_fraction <= 1.0:
+            raise ValueError(f"max_broken_fraction must be in [0, 1], got {max_broken_fraction}")
+        self.num_videos = int(num_videos)
+        self.max_broken_fraction = float(max_broken_fraction)
+        self.files: list[str] = []
+        self._seen: set[str] = set()
+
+    @property
+    def limit(self) -> int:
+        """Most broken files tolerated."""
+        return math.floor(self.max_broken_fraction * self.num_videos)
+
+    def update(self, paths: Sequence[str]) -> None:
+        new = [p for p in dict.fromkeys(paths) if p not in self._seen]
+        for p in new:
+            self._seen.add(p)
+            self.files.append(p)
+            warnings.warn(
+                f"broken training video {p} skipped "
+                f"({len(self.files)} so far, limit {self.limit} of {self.num_videos})",
+                stacklevel=2,
+            )
+        if new and len(self.files) > self.limit:
+            listing = "\n  ".join(self.files)
+            raise RuntimeError(
+                f"{len(self.files)} of {self.num_videos} training videos could not be decoded, "
+                f"more than max_broken_fraction={self.max_broken_fraction}; fix or remove them "
+                f"from the index (or raise max_broken_fraction):\n  {listing}"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"broken_videos": list(self.files)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.files = list(state.get("broken_videos", []))
+        self._seen = set(self.files)

@@ -1,0 +1,119 @@
+"""Which frames of a video each view sees: MV-Former / CARL "time augment" and whole-video strides.
+
+Pure numpy, no torch or Lightning. Randomness comes only from the ``np.random.Generator``
+passed in, so a (seed, epoch, index)-seeded generator reproduces a sample exactly.
+
+Reading of the reference's ``randint``: it is numpy's ``randint(low, high)`` whose ``high``
+is exclusive (the ``+ 1`` in ``L - block + 1`` and ``s0 + shift + 1`` only makes sense that
+way), so we call ``rng.integers(low, high)``, also exclusive.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["StrideSampler", "TimeAugmentSampler", "ViewSample"]
+
+
+class ViewSample(NamedTuple):
+    """Frames chosen for the views of one video.
+
+    ``steps`` int64 ``[V, T]``, sorted per view and clamped to ``[0, L - 1]``;
+    ``masks`` bool ``[V, T]``, False where the unclamped step fell outside ``[0, L)``
+    (block positions past the end, or padding when ``L < T``).
+    """
+
+    steps: np.ndarray
+    masks: np.ndarray
+
+
+class TimeAugmentSampler:
+    """Two views of ``num_frames`` steps each, following MV-Former's "time augment".
+
+    Per view: ``n = min(L, T)``; ``r ~ U(min_scale, max_scale)``; ``block = ceil(r L)``;
+    ``steps = sort(offset + permutation(block)[:n])``, padded with ``L`` up to ``T``; a step
+    ``>= L`` is masked, then steps are clamped to ``[0, L - 1]``. View 1's offset is drawn in
+    ``[0, max(L - block, 1))``; view 2's near view 1's smallest step ``s0`` with
+    ``shift = int((1 - view_overlap) n)``. With ``r >= 1`` both offsets are 0: the
+    randomness is which block positions are kept, and those past the end are masked, so a
+    view has at most ``n`` valid frames (exactly ``n`` when ``r = 1``). If ``min_scale < 1``
+    makes ``block < n``, only ``block`` positions exist and the rest is padding.
+    """
+
+    num_views = 2
+
+    def __init__(
+        self,
+        num_frames: int,
+        min_scale: float = 1.0,
+        max_scale: float = 1.5,
+        view_overlap: float = 0.2,
+    ) -> None:
+        if int(num_frames) < 1:
+            raise ValueError(f"TimeAugmentSampler: num_frames must be >= 1, got {num_frames}")
+        if not 0 < min_scale <= max_scale:
+            raise ValueError(
+                "TimeAugmentSampler: need 0 < min_scale <= max_scale, "
+                f"got min_scale={min_scale}, max_scale={max_scale}"
+            )
+        if not 0.0 <= view_overlap <= 1.0:
+            raise ValueError(
+                f"TimeAugmentSampler: view_overlap must be in [0, 1], got {view_overlap}"
+            )
+        self.num_frames = int(num_frames)
+        self.min_scale = float(min_scale)
+        self.max_scale = float(max_scale)
+        self.view_overlap = float(view_overlap)
+
+    def __repr__(self) -> str:
+        return (
+            f"TimeAugmentSampler(num_frames={self.num_frames}, min_scale={self.min_scale}, "
+            f"max_scale={self.max_scale}, view_overlap={self.view_overlap})"
+        )
+
+    def _view(self, length: int, rng: np.random.Generator, s0: int | None) -> np.ndarray:
+        """Unclamped steps of one view, int64 ``[T]``; ``s0`` = smallest step of view 1."""
+        n = min(length, self.num_frames)
+        block = math.ceil(rng.uniform(self.min_scale, self.max_scale) * length)
+        if s0 is None:
+            offset = rng.integers(0, max(length - block, 1))
+        else:
+            shift = int((1.0 - self.view_overlap) * n)
+            low = max(0, min(length - block, s0 - shift))
+            high = max(1, min(length - block + 1, s0 + shift + 1))
+            offset = rng.integers(low, high)
+        chosen = np.sort(offset + rng.permutation(block)[:n])
+        steps = np.full(self.num_frames, length, dtype=np.int64)
+        steps[: chosen.size] = chosen
+        return steps
+
+    def __call__(self, video_len: int, rng: np.random.Generator) -> ViewSample:
+        """Sample both views of a video of ``video_len`` frames."""
+        length = int(video_len)
+        if length < 1:
+            raise ValueError(f"TimeAugmentSampler: video_len must be >= 1, got {video_len}")
+        first = self._view(length, rng, None)
+        second = self._view(length, rng, int(first[0]))
+        raw = np.stack([first, second])
+        masks = (raw >= 0) & (raw < length)
+        return ViewSample(steps=np.clip(raw, 0, length - 1), masks=masks)
+
+
+class StrideSampler:
+    """Evaluation: every ``stride``-th frame of the whole video, int64 ``[ceil(L / stride)]``."""
+
+    def __init__(self, stride: int = 1) -> None:
+        if int(stride) < 1:
+            raise ValueError(f"StrideSampler: stride must be >= 1, got {stride}")
+        self.stride = int(stride)
+
+    def __repr__(self) -> str:
+        return f"StrideSampler(stride={self.stride})"
+
+    def __call__(self, video_len: int) -> np.ndarray:
+        if int(video_len) < 0:
+            raise ValueError(f"StrideSampler: video_len must be >= 0, got {video_len}")
+        return np.arange(0, int(video_len), self.stride, dtype=np.int64)

@@ -1,0 +1,247 @@
+"""MVFormerModule: training step, frozen backbone, checkpoints, exact resume, init_from."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mvf_lightning.models.backbone import BackboneConfig
+from mvf_lightning.models.mvformer import EmbedderConfig
+from mvf_lightning.module import MVFormerModule, SchedulerConfig, WarmupCosine
+
+T = 6
+TINY_BACKBONE = BackboneConfig(
+    name="vit_small_patch16_224",
+    pretrained="none",
+    blocks=[0, 1],
+    img_size=32,
+    chunk_size=5,
+    model_kwargs={"depth": 2, "embed_dim": 32, "num_heads": 2},
+)
+TINY_EMBEDDER = EmbedderConfig(
+    num_tokens=2, pool_dim=16, capacity=1, hidden_dim=32, num_layers=1, num_heads=4,
+    ff_dim=64, embedding_dim=16, projection_dim=16, num_frames=T,
+)
+
+
+def tiny_module(**kwargs) -> MVFormerModule:
+    kwargs.setdefault("backbone", TINY_BACKBONE)
+    kwargs.setdefault("embedder", TINY_EMBEDDER)
+    return MVFormerModule(**kwargs)
+
+
+class TwoViewClips(Dataset):
+    """Deterministic already-normalised two-view clips (what the DataModule hands the module)."""
+
+    def __init__(self, n: int = 4, length: int = 10) -> None:
+        self.n, self.length = n, length
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(i)
+        steps = torch.stack([torch.arange(T), torch.arange(T) + 2]).clamp(max=self.length - 1)
+        masks = torch.ones(2, T, dtype=torch.bool)
+        masks[1, -1] = False
+        return {
+            "frames": torch.randn(2, T, 3, 32, 32, generator=g),
+            "steps": steps,
+            "masks": masks,
+            "seq_lens": torch.tensor([self.length, self.length]),
+            "index": i,
+        }
+
+
+class LossRecorder(pl.Callback):
+    def __init__(self) -> None:
+        self.losses: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append((trainer.global_step, float(outputs["loss"])))
+
+
+def make_trainer(tmp_path: Path, max_epochs: int, callbacks=(), **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=list(callbacks),
+        **kwargs,
+    )
+
+
+def loader() -> DataLoader:
+    return DataLoader(TwoViewClips(), batch_size=2, shuffle=False)
+
+
+def test_training_leaves_frozen_backbone_bit_identical(tmp_path):
+    module = tiny_module()
+    before_backbone = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
+    before_embedder = {k: v.clone() for k, v in module.model.embedder.state_dict().items()}
+    trainer = make_trainer(tmp_path, max_epochs=1, enable_checkpointing=False)
+    trainer.fit(module, loader())
+    assert trainer.global_step == 2
+    for k, v in module.model.backbone.state_dict().items():
+        assert torch.equal(v, before_backbone[k]), f"frozen backbone tensor {k} changed"
+    changed = [
+        k for k, v in module.model.embedder.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, before_embedder[k])
+    ]
+    assert changed, "no trainable weight changed after two optimiser steps"
+    assert not module.model.backbone.model.training
+
+
+def test_optimizer_holds_only_trainable_parameters(tmp_path):
+    module = tiny_module()
+    trainer = make_trainer(tmp_path, max_epochs=1, enable_checkpointing=False)
+    trainer.fit(module, loader())
+    opt_params = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
+    assert opt_params == {id(p) for p in module.parameters() if p.requires_grad}
+    assert not any(id(p) in opt_params for p in module.model.backbone.parameters())
+
+
+def test_checkpoint_holds_no_backbone_weights_and_loads_weights_only(tmp_path):
+    module = tiny_module()
+    trainer = make_trainer(tmp_path, max_epochs=1)
+    trainer.fit(module, loader())
+    ckpt_path = next(Path(tmp_path).rglob("*.ckpt"))
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert not [k for k in ckpt["state_dict"] if k.startswith("model.backbone.")]
+    assert ckpt["mvf_lightning"]["backbone"]["name"] == TINY_BACKBONE.name
+    assert ckpt["mvf_lightning"]["backbone"]["pretrained"] == "none"
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    stored = sum(
+        v.numel() for k, v in ckpt["state_dict"].items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
+    assert stored == trainable
+
+    restored = MVFormerModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+    restored.eval()
+    module.eval()
+    frames = torch.randn(1, T, 3, 32, 32)
+    # The backbone is rebuilt from its recorded source (random init, seeded by the same
+    # construction order is not guaranteed), so compare the trainable part on fixed tokens.
+    tokens = torch.randn(1, T, 4, module.model.backbone.out_channels)
+    a = module.model.embedder(tokens)["embeddings"]
+    b = restored.model.embedder(tokens)["embeddings"]
+    torch.testing.assert_close(a, b)
+    assert restored(frames).shape == (1, T, TINY_EMBEDDER.embedding_dim)
+
+
+def test_penn_config_checkpoint_excludes_vit_b8_weights():
+    module = MVFormerModule(backbone=BackboneConfig(pretrained="none"), embedder=EmbedderConfig())
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    assert not [k for k in ckpt["state_dict"] if k.startswith("model.backbone.")]
+    params = sum(
+        v.numel() for k, v in ckpt["state_dict"].items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
+    assert params == 4_801_920
+
+
+def test_resume_gives_same_next_loss_as_uninterrupted_run(tmp_path):
+    pl.seed_everything(0)
+    straight = LossRecorder()
+    make_trainer(tmp_path / "a", max_epochs=2, enable_checkpointing=False,
+                 callbacks=[straight]).fit(tiny_module(), loader())
+
+    pl.seed_everything(0)
+    first = make_trainer(tmp_path / "b", max_epochs=1)
+    first.fit(tiny_module(), loader())
+    ckpt = next(Path(tmp_path / "b").rglob("*.ckpt"))
+
+    pl.seed_everything(123)  # a resumed process does not share the first one's RNG state
+    resumed = LossRecorder()
+    trainer = make_trainer(tmp_path / "c", max_epochs=2, callbacks=[resumed])
+    trainer.fit(tiny_module(), loader(), ckpt_path=ckpt)
+    assert resumed.losses[0][0] == straight.losses[2][0] == 3
+    assert resumed.losses == straight.losses[2:]
+    assert trainer.current_epoch == 2
+
+
+def test_init_from_loads_trainable_weights_without_optimizer_state(tmp_path):
+    source = tiny_module()
+    make_trainer(tmp_path / "src", max_epochs=1).fit(source, loader())
+    ckpt = next(Path(tmp_path / "src").rglob("*.ckpt"))
+
+    target = tiny_module(init_from=str(ckpt))
+    recorder = LossRecorder()
+    trainer = make_trainer(tmp_path / "dst", max_epochs=1, enable_checkpointing=False,
+                           callbacks=[recorder])
+    trainer.fit(target, loader())
+    assert recorder.losses[0][0] == 1  # starts at step 0: no loop state carried over
+    # Re-run a fresh target for just the loading part and compare to the source weights.
+    fresh = tiny_module(init_from=str(ckpt))
+    fresh.load_trainable_weights(ckpt)
+    src_state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    for k, v in src_state.items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)
+
+
+def test_checkpoint_from_other_architecture_is_refused(tmp_path):
+    source = tiny_module()
+    make_trainer(tmp_path, max_epochs=1).fit(source, loader())
+    ckpt = next(Path(tmp_path).rglob("*.ckpt"))
+    other = tiny_module(
+        embedder=EmbedderConfig(**{**TINY_EMBEDDER.__dict__, "embedding_dim": 8}),
+    )
+    with pytest.raises(ValueError, match=r"different architecture.*embedding"):
+        other.load_trainable_weights(ckpt)
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        other.load_trainable_weights(tmp_path / "nope.ckpt")
+
+
+def test_checkpoint_from_other_backbone_is_refused(tmp_path):
+    make_trainer(tmp_path, max_epochs=1).fit(tiny_module(), loader())
+    ckpt_path = next(Path(tmp_path).rglob("*.ckpt"))
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    other = tiny_module(
+        backbone=BackboneConfig(
+            name="vit_tiny_patch16_224", pretrained="none", blocks=[0, 1], img_size=32,
+            model_kwargs={"depth": 2, "embed_dim": 32, "num_heads": 2},
+        )
+    )
+    with pytest.raises(ValueError, match="vit_small_patch16_224.*vit_tiny_patch16_224"):
+        other.on_load_checkpoint(ckpt)
+
+
+def test_warmup_cosine_schedule_values():
+    s = WarmupCosine(warmup_steps=4, total_steps=14, min_ratio=0.0, cosine=True)
+    assert [s(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert s(4) == 1.0
+    assert s(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert s(14) == pytest.approx(0.0)
+    const = WarmupCosine(2, 10, 0.0, cosine=False)
+    assert [const(i) for i in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+
+
+def test_scheduler_warmup_epochs_follow_trainer(tmp_path):
+    module = tiny_module(scheduler=SchedulerConfig(warmup_epochs=1.0))
+    trainer = make_trainer(tmp_path, max_epochs=2, enable_checkpointing=False)
+    trainer.fit(module, loader())
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    schedule = sched.lr_lambdas[0]
+    assert schedule.warmup_steps == 2 and schedule.total_steps == 4
+    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bad_settings_name_the_value():
+    with pytest.raises(ValueError, match="adamx"):
+        tiny_module(optimizer={"name": "adamx"})
+    with pytest.raises(ValueError, match="unknown key.*lrr"):
+        tiny_module(optimizer={"lrr": 1.0})
+    with pytest.raises(ValueError, match="reduction='first'"):
+        tiny_module(embedder=EmbedderConfig(**{**TINY_EMBEDDER.__dict__, "reduction": "first"}))
