@@ -88,6 +88,8 @@ class VideoDataModule(LightningDataModule):
     """
 
     prepare_hint = "python -m mvf_lightning prepare <dataset> --out {root}"
+    eval_name = "eval"
+    """Dataset part of metric names, e.g. ``val/penn/baseball_pitch/kendalls_tau``."""
 
     def __init__(
         self,
@@ -349,6 +351,8 @@ class PennActionDataModule(VideoDataModule):
     Fixed here (and so not in the CLI): ``groups`` (= ``actions``), ``eval_by_group=True``.
     """
 
+    eval_name = "penn"
+
     prepare_hint = (
         "python -m mvf_lightning prepare penn-action --source <Penn_Action> --labels "
         "<penn_action_labels> --out {root}` (or `--carl <CARL penn_action> --trust-pickle`"
@@ -377,6 +381,7 @@ class FineGymDataModule(VideoDataModule):
         if variant not in ("gym99", "gym288"):
             raise ValueError(f"FineGym variant must be 'gym99' or 'gym288', got {variant!r}")
         self.variant = variant
+        self.eval_name = variant
         super().__init__(
             root=root,
             train_split=f"{variant}_train",
@@ -394,6 +399,8 @@ class Kinetics400DataModule(VideoDataModule):
     Penn Action (one set per action, splits ``train``/``val``) from ``eval_root``, or none
     without it. Missing or undecodable clips are skipped up to ``max_broken_fraction``
     (default 5%: every real copy has some)."""
+
+    eval_name = "penn"
 
     prepare_hint = (
         "python -m mvf_lightning prepare kinetics400 --source <kinetics400 folder> --out {root}"
@@ -428,6 +435,8 @@ class PouringDataModule(VideoDataModule):
     """Pouring (TCC): splits ``train`` / ``val`` (``eval_val_split="test"`` for the test set);
     one evaluation set, ``pouring``."""
 
+    eval_name = "pouring"
+
     prepare_hint = (
         "python -m mvf_lightning prepare pouring --carl <CARL pouring> --trust-pickle --out {root}"
     )
@@ -442,6 +451,8 @@ class DemoDataModule(VideoDataModule):
     ``root`` defaults to ``$MVF_LIGHTNING_DEMO_ROOT`` or ``~/.cache/mvf_lightning/demo``;
     the data is generated in :meth:`prepare_data` (rank 0) or on first :meth:`setup`.
     """
+
+    eval_name = "demo"
 
     num_phases = DEMO_NUM_PHASES
 

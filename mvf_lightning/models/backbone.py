@@ -75,8 +75,10 @@ class FrozenBackbone(nn.Module):
         if config.chunk_size < 1:
             raise ValueError(f"backbone.chunk_size must be >= 1, got {config.chunk_size}")
         self.model.requires_grad_(False)
-        self._trainable = nn.ModuleList(stages[len(stages) - config.unfreeze_last :])
-        self._trainable.requires_grad_(True)
+        # A plain list, not a ModuleList: registering the stages twice would store them twice.
+        self._trainable: list[nn.Module] = stages[len(stages) - config.unfreeze_last :]
+        for stage in self._trainable:
+            stage.requires_grad_(True)
         data_cfg = timm.data.resolve_model_data_config(self.model)
         self.mean = tuple(float(v) for v in data_cfg["mean"])
         self.std = tuple(float(v) for v in data_cfg["std"])
@@ -88,9 +90,7 @@ class FrozenBackbone(nn.Module):
 
     def frozen_state_keys(self, prefix: str = "") -> list[str]:
         """State-dict keys (with ``prefix``) of the frozen part: these stay out of checkpoints."""
-        trainable = {id(t) for t in self._trainable.parameters()} | {
-            id(b) for b in self._trainable.buffers()
-        }
+        trainable = {id(t) for m in self._trainable for t in (*m.parameters(), *m.buffers())}
         keys = []
         for name, tensor in self.model.state_dict(keep_vars=True).items():
             if id(tensor) not in trainable:
@@ -100,7 +100,8 @@ class FrozenBackbone(nn.Module):
     def train(self, mode: bool = True) -> FrozenBackbone:
         """The frozen part always stays in eval mode; unfrozen blocks follow ``mode``."""
         super().train(False)
-        self._trainable.train(mode)
+        for stage in self._trainable:
+            stage.train(mode)
         self.training = mode
         return self
 

@@ -1,0 +1,146 @@
+"""Learnable Spatial Token Pooling against hand-written attention."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvf_lightning.models.spatial_pooling import LearnableSpatialTokenPooling
+
+N, S, C, K, P = 4, 7, 12, 3, 8
+
+
+def _manual(pool: LearnableSpatialTokenPooling, tokens, queries):
+    """softmax(q k^T / sqrt(P)) v with q given explicitly ``[N, Q, P]``."""
+    k = tokens @ pool.key.weight.T + pool.key.bias
+    v = tokens @ pool.value.weight.T + pool.value.bias
+    if pool.normalize_keys:
+        k = k / k.norm(dim=-1, keepdim=True)
+    attn = torch.softmax(queries @ k.transpose(1, 2) / math.sqrt(pool.dim), dim=-1)
+    return attn @ v, attn
+
+
+def _static_queries(pool: LearnableSpatialTokenPooling) -> torch.Tensor:
+    # Linear(K, P) applied to the identity: row i = column i of the weight plus the bias.
+    return (pool.queries.weight.T + pool.queries.bias).unsqueeze(0).expand(N, -1, -1)
+
+
+@pytest.mark.parametrize("normalize_keys", [False, True])
+def test_matches_manual_attention(normalize_keys):
+    pool = LearnableSpatialTokenPooling(C, K, P, normalize_keys=normalize_keys)
+    assert pool.queries.weight.shape == (P, K) and pool.queries.bias.shape == (P,)
+    tokens = torch.randn(N, S, C)
+    out, attn = pool(tokens, return_attention=True)
+    want_out, want_attn = _manual(pool, tokens, _static_queries(pool))
+    assert out.shape == (N, K, P) and attn.shape == (N, K, S)
+    torch.testing.assert_close(attn, want_attn)
+    torch.testing.assert_close(out, want_out)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(N, K))
+
+
+def test_normalize_keys_changes_the_result():
+    pool = LearnableSpatialTokenPooling(C, K, P)
+    tokens = 5 * torch.randn(N, S, C)
+    plain, _ = pool(tokens)
+    pool.normalize_keys = True
+    normed, _ = pool(tokens)
+    assert not torch.allclose(plain, normed)
+
+
+def test_fast_path_equals_explicit_path():
+    pool = LearnableSpatialTokenPooling(C, K, P, normalize_keys=True)
+    tokens = torch.randn(N, S, C)
+    fast, none = pool(tokens, return_attention=False)
+    slow, attn = pool(tokens, return_attention=True)
+    assert none is None and attn is not None
+    torch.testing.assert_close(fast, slow)
+
+
+def test_dynamic_queries_come_from_the_cls_token():
+    pool = LearnableSpatialTokenPooling(C, K, P, num_dynamic_tokens=2, cls_dim=C)
+    assert pool.num_tokens == K + 2
+    tokens, cls = torch.randn(N, S, C), torch.randn(N, C)
+    out, attn = pool(tokens, cls, return_attention=True)
+    dynamic = (cls @ pool.dynamic.weight.T + pool.dynamic.bias).view(N, 2, P)
+    queries = torch.cat([_static_queries(pool), dynamic], dim=1)
+    want_out, want_attn = _manual(pool, tokens, queries)
+    assert out.shape == (N, K + 2, P)
+    torch.testing.assert_close(attn, want_attn)
+    torch.testing.assert_close(out, want_out)
+    fast, _ = pool(tokens, cls)
+    torch.testing.assert_close(fast, want_out)
+
+
+def test_dynamic_queries_need_a_cls_token():
+    with pytest.raises(ValueError, match="CLS"):
+        LearnableSpatialTokenPooling(C, K, P, num_dynamic_tokens=1, cls_dim=None)
+    pool = LearnableSpatialTokenPooling(C, K, P, num_dynamic_tokens=1, cls_dim=C)
+    with pytest.raises(ValueError, match="CLS"):
+        pool(torch.randn(N, S, C))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"num_tokens": 0}, "num_tokens must be >= 1"),
+    ({"num_dynamic_tokens": -1, "cls_dim": C}, "num_dynamic_tokens must be >= 0"),
+])
+def test_invalid_token_counts(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LearnableSpatialTokenPooling(C, **{"num_tokens": K, **kwargs})
+
+
+def _check_disjoint(pool, tokens):
+    s = tokens.shape[1]
+    out, attn = pool(tokens, return_attention=True)
+    logits = _static_queries(pool) @ F.linear(tokens, pool.key.weight, pool.key.bias).transpose(
+        1, 2
+    ) / math.sqrt(P)
+    winner = logits.argmax(dim=1)  # [N, S]: strongest query of each spatial token
+    v = F.linear(tokens, pool.value.weight, pool.value.bias)
+    for n in range(N):
+        for q in range(K):
+            won = winner[n] == q
+            if won.any():
+                # Softmax over the won tokens only; zero elsewhere.
+                want = torch.zeros(s)
+                want[won] = torch.softmax(logits[n, q, won], dim=-1)
+            else:
+                # A query that wins nothing keeps its ordinary attention (no NaN).
+                want = torch.softmax(logits[n, q], dim=-1)
+            torch.testing.assert_close(attn[n, q], want)
+    torch.testing.assert_close(out, attn @ v)
+    return attn, winner
+
+
+def test_disjoint_tokens_feed_only_their_strongest_query():
+    pool = LearnableSpatialTokenPooling(C, K, P, disjoint=True)
+    tokens = torch.randn(N, 40, C)
+    attn, winner = _check_disjoint(pool, tokens)
+    # With 40 tokens every query wins some here: each token has weight in exactly one query.
+    assert all(len(set(w.tolist())) == K for w in winner)
+    assert ((attn > 0).sum(dim=1) == 1).all()
+    # The disjoint variant always runs the explicit path, even without return_attention.
+    fast, _ = pool(tokens)
+    torch.testing.assert_close(fast, attn @ F.linear(tokens, pool.value.weight, pool.value.bias))
+
+
+def test_disjoint_query_that_wins_nothing_keeps_full_attention():
+    pool = LearnableSpatialTokenPooling(C, K, P, disjoint=True)
+    with torch.no_grad():
+        # Every key is the all-ones vector; queries 0 and 2 are zero, query 1 is all ones:
+        # query 1 wins every spatial token and queries 0 and 2 win none.
+        pool.key.weight.zero_()
+        pool.key.bias.copy_(torch.ones(P))
+        pool.queries.weight.zero_()
+        pool.queries.bias.zero_()
+        pool.queries.weight[:, 1] = 1.0
+    tokens = torch.randn(N, S, C)
+    out, attn = pool(tokens, return_attention=True)
+    assert torch.isfinite(out).all()
+    _, winner = _check_disjoint(pool, tokens)
+    assert (winner == 1).all()
+    # Queries 0 and 2 fall back to plain (here uniform) attention.
+    torch.testing.assert_close(attn[:, 0], torch.full((N, S), 1 / S))
+    torch.testing.assert_close(attn[:, 2], torch.full((N, S), 1 / S))
