@@ -159,6 +159,8 @@ class MVFormerModule(pl.LightningModule):
         self.step_seed = step_seed
         self.eval_max_frames = eval_max_frames
         self.init_from = init_from
+        self.feature_cache = None
+        """Set by the evaluation callback: frozen-backbone features of evaluation videos."""
 
     def setup(self, stage: str) -> None:
         # Applied at fit start unless resuming, so rebuilding from a checkpoint never re-reads it.
@@ -192,12 +194,19 @@ class MVFormerModule(pl.LightningModule):
         return loss
 
     @torch.no_grad()
-    def embed_video(self, frames: torch.Tensor, return_attention: bool = False) -> dict:
-        """Whole-video embedding: ``frames [N, 3, H, W]`` -> ``embeddings [N, E]`` (normalised),
-        in windows of at most ``eval_max_frames`` frames."""
+    def embed_features(
+        self, tokens: torch.Tensor, cls: torch.Tensor | None, return_attention: bool = False
+    ) -> dict:
+        """Backbone features of one whole video (``tokens [N, S, C]``, ``cls [N, C]``) ->
+        normalised ``embeddings [N, E]``, in windows of at most ``eval_max_frames`` frames."""
         embs, attns = [], []
-        for window in frames.split(self.eval_max_frames):
-            out = self.model(window.unsqueeze(0), return_attention=return_attention)
+        for start in range(0, tokens.shape[0], self.eval_max_frames):
+            window = slice(start, start + self.eval_max_frames)
+            out = self.model.embedder(
+                tokens[window].unsqueeze(0),
+                None if cls is None else cls[window].unsqueeze(0),
+                return_attention=return_attention,
+            )
             embs.append(MVFormer.normalize(out["embeddings"][0]))
             if out["attention"] is not None:
                 attns.append(out["attention"][0])
@@ -206,8 +215,29 @@ class MVFormerModule(pl.LightningModule):
             "attention": torch.cat(attns) if attns else None,
         }
 
+    @torch.no_grad()
+    def embed_video(self, frames: torch.Tensor, return_attention: bool = False) -> dict:
+        """Whole-video embedding: ``frames [N, 3, H, W]`` -> ``embeddings [N, E]`` (normalised)."""
+        tokens, cls = self.model.backbone_features(frames.unsqueeze(0))
+        return self.embed_features(tokens[0], None if cls is None else cls[0], return_attention)
+
     def _eval_step(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = self.embed_video(batch["frames"])
+        frames = batch["frames"]
+        cache = self.feature_cache
+        cached = None
+        if cache is not None:
+            key = cache.key(batch)
+            cached = cache.get(key, frames.shape[0], frames.device)
+        if cached is not None:
+            tokens, cls = cached
+            tokens = tokens.to(frames.dtype)
+            cls = None if cls is None else cls.to(frames.dtype)
+        else:
+            tokens, cls = self.model.backbone_features(frames.unsqueeze(0))
+            tokens, cls = tokens[0], None if cls is None else cls[0]
+            if cache is not None:
+                tokens, cls = cache.put(key, tokens, cls)
+        out = self.embed_features(tokens, cls)
         return {**{k: v for k, v in batch.items() if k != "frames"}, **out}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

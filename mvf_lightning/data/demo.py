@@ -2,7 +2,9 @@
 
 Each video shows a coloured disc on a textured background going through four phases:
 0 move right, 1 grow, 2 change colour, 3 move down. Lengths (40-90 frames), phase
-durations (hence speed), start position, colours and texture vary per video. Videos are
+durations (hence speed), start position, colours and texture vary per video; every frame
+also gets nuisance unrelated to the phase (a distractor square on a random walk, lighting
+flicker, camera shake), so an untrained model aligns the videos poorly. Videos are
 real mp4 files plus ``index/train.json`` and ``index/val.json`` in the project's index
 format (group ``"demo"``, per-frame phase labels), so the demo exercises the same code
 paths as a real dataset. Generation takes a second or two.
@@ -29,7 +31,7 @@ __all__ = [
     "render_demo_video",
 ]
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEMO_NUM_PHASES = 4
 DEMO_FPS = 25.0
 DEMO_ENV = "MVF_LIGHTNING_DEMO_ROOT"
@@ -81,6 +83,24 @@ def render_demo_video(rng: np.random.Generator, size: int = 64) -> tuple[np.ndar
     ) ** 2
     inside = (dist2 <= radius[:, None, None] ** 2)[..., None]  # [L, H, W, 1]
     frames = np.where(inside, colour[:, None, None, :], background[None])
+
+    # Nuisance that changes every frame and says nothing about the phase, so that raw image
+    # features align videos poorly and learning has something to show: a distractor square on
+    # a random walk, lighting flicker and camera shake.
+    side = max(int(0.22 * s), 2)
+    walk = np.cumsum(rng.normal(0.0, 0.12 * s, (length, 2)), axis=0) + rng.uniform(0, s, 2)
+    walk = np.abs(np.mod(walk, 2 * (s - side)) - (s - side)).astype(np.int64)  # reflect
+    square = rng.uniform(0, 255, (length, 3))
+    rows = np.arange(size)[None, :, None]
+    cols = np.arange(size)[None, None, :]
+    in_square = (
+        (rows >= walk[:, 0, None, None]) & (rows < walk[:, 0, None, None] + side)
+        & (cols >= walk[:, 1, None, None]) & (cols < walk[:, 1, None, None] + side)
+    )[..., None]
+    frames = np.where(in_square, square[:, None, None, :], frames)
+    frames = frames * rng.uniform(0.55, 1.45, (length, 1, 1, 1))
+    shake = rng.integers(-3, 4, (length, 2))
+    frames = np.stack([np.roll(f, tuple(d), axis=(0, 1)) for f, d in zip(frames, shake)])
     frames = frames + rng.normal(0.0, 4.0, frames.shape)
     return np.clip(frames, 0, 255).astype(np.uint8), labels
 

@@ -10,17 +10,23 @@ so checkpoint and early-stopping monitors see the same numbers everywhere.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
+from .feature_cache import FeatureCache
 from .metrics import kendalls_tau, phase_classification, phase_progression, retrieval_ap_at
 
 METRICS = ("phase_classification", "phase_progression", "kendalls_tau", "retrieval_ap")
@@ -41,17 +47,23 @@ class VideoEmbedding:
         return self.set_name, self.split, self.video_id
 
 
-def _metric_names(fractions: Sequence[float], ap_ks: Sequence[int], metrics: Sequence[str]):
-    names = []
-    if "phase_classification" in metrics:
-        names += [_classification_name(f) for f in fractions]
-    if "phase_progression" in metrics:
-        names.append("phase_progression")
-    if "kendalls_tau" in metrics:
-        names.append("kendalls_tau")
-    if "retrieval_ap" in metrics:
-        names += [f"retrieval_ap@{k}" for k in ap_ks]
-    return names
+_EVAL_SETTINGS = ("root", "eval_root", "eval_train_split", "eval_val_split", "groups",
+                  "decode_size", "eval_stride", "crop_size", "mean", "std")
+
+
+def _eval_settings(datamodule: Any) -> dict:
+    """What determines evaluation frames: data settings and the eval indexes' content."""
+    if datamodule is None:
+        return {}
+    hparams = dict(getattr(datamodule, "hparams", {}) or {})
+    out = {k: hparams[k] for k in _EVAL_SETTINGS if k in hparams}
+    out["class"] = type(datamodule).__name__
+    if hasattr(datamodule, "eval_indexes"):
+        out["indexes"] = {
+            role: hashlib.sha256(json.dumps(index.to_json(), sort_keys=True).encode()).hexdigest()
+            for role, index in datamodule.eval_indexes().items()
+        }
+    return json.loads(json.dumps(out, default=str))
 
 
 def _classification_name(fraction: float) -> str:
@@ -145,6 +157,10 @@ class AlignmentEvaluation(pl.Callback):
         metrics: which of the four metric families to compute.
         print_table: print a table of the results (rank 0) after validate / test and at the
             end of fit.
+        feature_cache: keep frozen-backbone features of evaluation videos so that later
+            evaluations run only the trainable part: ``off``, ``memory``, ``disk`` or ``both``.
+        cache_dir: folder of the disk cache (default ``~/.cache/mvf_lightning/features``).
+        cache_max_memory_gb / cache_max_disk_gb: budgets; videos beyond them are recomputed.
     """
 
     def __init__(
@@ -155,6 +171,10 @@ class AlignmentEvaluation(pl.Callback):
         fractions: list[float] | None = None,
         metrics: list[str] | None = None,
         print_table: bool = True,
+        feature_cache: str = "memory",
+        cache_dir: str | None = None,
+        cache_max_memory_gb: float = 4.0,
+        cache_max_disk_gb: float = 20.0,
     ) -> None:
         super().__init__()
         self.dataset_name = dataset_name
@@ -166,9 +186,53 @@ class AlignmentEvaluation(pl.Callback):
         if unknown:
             raise ValueError(f"AlignmentEvaluation.metrics: unknown {unknown}; valid: {METRICS}")
         self.print_table = print_table
+        if feature_cache not in ("off", "memory", "disk", "both"):
+            raise ValueError(
+                f"AlignmentEvaluation.feature_cache={feature_cache!r}: use off|memory|disk|both"
+            )
+        self.feature_cache = feature_cache
+        self.cache_dir = cache_dir
+        self.cache_max_memory_gb = cache_max_memory_gb
+        self.cache_max_disk_gb = cache_max_disk_gb
+        self.cache: FeatureCache | None = None
         self._videos: list[VideoEmbedding] = []
         self.results: dict[str, dict[str, float]] = {}
         self.last_stage: str = "val"
+
+    # ---------------------------------------------------------------- feature cache
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.feature_cache == "off" or not hasattr(pl_module, "feature_cache"):
+            return
+        if not pl_module.model.backbone.fully_frozen:
+            rank_zero_info("feature cache off: part of the backbone trains")
+            return
+        namespace = {
+            "backbone": pl_module._backbone_identity(),
+            "backbone_config": {
+                k: v for k, v in dataclasses.asdict(pl_module.backbone_config).items()
+                if k != "chunk_size"
+            },
+            "data": _eval_settings(trainer.datamodule),
+        }
+        directory = None
+        if self.feature_cache in ("disk", "both"):
+            directory = Path(self.cache_dir or Path.home() / ".cache/mvf_lightning/features")
+        candidate_id = FeatureCache.namespace_id(namespace)
+        if self.cache is not None and self.cache.id == candidate_id:
+            pl_module.feature_cache = self.cache  # same features: keep what is cached
+            return
+        self.cache = FeatureCache(
+            namespace,
+            directory=directory,
+            memory=self.feature_cache in ("memory", "both"),
+            max_memory_gb=self.cache_max_memory_gb,
+            max_disk_gb=self.cache_max_disk_gb,
+        )
+        pl_module.feature_cache = self.cache
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if getattr(pl_module, "feature_cache", None) is self.cache:
+            pl_module.feature_cache = None
 
     # ---------------------------------------------------------------- collection
     def _collect(self, outputs: Any) -> None:
