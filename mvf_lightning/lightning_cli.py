@@ -65,6 +65,8 @@ class MVFLightningCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True, model_only: bool = False):
         self._model_only = model_only
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+        # The frozen backbone is in eval mode on purpose.
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
         super().__init__(
             MVFormerModule,
             LightningDataModule,
