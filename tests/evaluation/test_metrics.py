@@ -14,13 +14,18 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from mvf_lightning.evaluation import (
     kendalls_tau,
+    metrics,
     phase_classification,
     phase_progression,
     progression_targets,
     retrieval_ap,
     retrieval_ap_at,
 )
-from mvf_lightning.evaluation.metrics import _fit_logistic
+from mvf_lightning.evaluation.metrics import (
+    _batched_progression_targets,
+    _fit_logistic,
+    _labelled_frames,
+)
 
 
 def line(*values: float) -> np.ndarray:
@@ -108,6 +113,8 @@ def test_tau_stride_and_short_videos():
     b = line(4, 9, 2, 9, 0)  # stride 2 keeps 4, 2, 0 -> reversed
     assert kendalls_tau([a, b], stride=2) == pytest.approx(-1.0)
     assert math.isnan(kendalls_tau([a], stride=1))  # one video: no pairs
+    empty = np.zeros((0, 1))  # an empty video: its pairs are undefined, the others count
+    assert kendalls_tau([a, b, empty], stride=2) == pytest.approx(-1.0)
     one = line(1.0)  # a single frame: its query pairs are undefined, as candidate it is fine
     assert math.isnan(kendalls_tau([one, one.copy()], stride=1))
 
@@ -120,6 +127,57 @@ def test_tau_torch_numpy_cosine_agree_with_scipy():
     assert kendalls_tau([torch.from_numpy(e) for e in embs]) == pytest.approx(ours, abs=1e-12)
     cos = kendalls_tau(embs, stride=1, distance="cosine")
     assert cos == pytest.approx(ref_tau(embs, 1, "cosine"), abs=1e-6)
+
+
+def _near_tie_videos(rng, count=5, frames=12, dim=8, gap=1e-9):
+    """Videos whose frames come in pairs ``gap`` apart: nearest-neighbour and k-th / (k+1)-th
+    decisions that float32 cannot resolve but float64 can."""
+    embs = []
+    for _ in range(count):
+        base = rng.normal(size=(frames // 2, dim))
+        twin = base + gap * rng.normal(size=base.shape)
+        x = np.empty((frames, dim))
+        x[0::2], x[1::2] = base, twin
+        embs.append(x)
+    # queries half-way between pairs of another video: near-ties at both ends of the gap
+    embs.append(0.5 * (embs[0][0::2] + embs[0][1::2]) + gap * rng.normal(size=(frames // 2, dim)))
+    return embs
+
+
+def test_tau_float32_search_rechecks_near_ties(monkeypatch):
+    calls = []
+    exact = metrics._exact_distances
+    monkeypatch.setattr(
+        metrics, "_exact_distances", lambda *a: calls.append(a[0].shape[0]) or exact(*a)
+    )
+    embs = _near_tie_videos(np.random.default_rng(5))
+    assert sum(calls) == 0
+    for stride in (1, 2):
+        assert kendalls_tau(embs, stride=stride) == pytest.approx(ref_tau(embs, stride), abs=1e-12)
+    assert sum(calls) > 0  # the float64 re-check ran
+    # exact duplicates (true ties): first index, as scipy's argmin
+    dup = [line(0, 1, 2, 3), line(1, 1, 2, 2, 0), line(3, 3, 0, 0)]
+    assert kendalls_tau(dup, stride=1) == pytest.approx(ref_tau(dup, 1), abs=1e-12)
+
+
+def test_tau_and_ap_scale_invariant_float32_range():
+    rng = np.random.default_rng(6)
+    embs, labels = phase_videos(rng, 5, lengths=(8, 20))
+    embs = [e.astype(np.float64) for e in embs]
+    tau = kendalls_tau(embs, stride=1)
+    ap = retrieval_ap_at(embs, labels, [1, 3], stride=1)
+    for scale in (1e-30, 1e30):  # beyond float32's range unless rescaled first
+        scaled = [scale * e for e in embs]
+        assert kendalls_tau(scaled, stride=1) == pytest.approx(tau, abs=1e-12)
+        assert retrieval_ap_at(scaled, labels, [1, 3], stride=1) == pytest.approx(ap, abs=1e-12)
+    assert tau == pytest.approx(ref_tau(embs, 1), abs=1e-12)
+
+
+def test_tau_mixed_lengths_buckets_agree_with_scipy():
+    rng = np.random.default_rng(7)  # lengths spread over several padding buckets, some < 2
+    embs = [rng.normal(size=(int(n), 5)) for n in (1, 2, 3, 7, 15, 16, 40, 41, 90)]
+    for stride in (1, 3):
+        assert kendalls_tau(embs, stride=stride) == pytest.approx(ref_tau(embs, stride), abs=1e-9)
 
 
 def test_tau_input_errors():
@@ -176,6 +234,34 @@ def test_ap_agrees_with_reference():
         assert retrieval_ap(embs, labels, k, stride=2) == pytest.approx(
             ref_ap(embs, labels, k, 2), abs=1e-6
         )
+
+
+def test_ap_float32_search_rechecks_near_ties(monkeypatch):
+    calls = []
+    exact = metrics._exact_topk
+    monkeypatch.setattr(metrics, "_exact_topk", lambda *a: calls.append(1) or exact(*a))
+    rng = np.random.default_rng(8)
+    # (without the half-way video: its ties are below float64's |c|^2 - 2 q.c resolution)
+    embs = _near_tie_videos(rng, frames=10, gap=1e-8)[:-1]
+    # twin frames get different labels: which twin is k-th decides the precision
+    labels = [np.arange(len(e)) % 2 for e in embs]
+    for k in (1, 2, 3, 4):
+        assert retrieval_ap(embs, labels, k, stride=1) == pytest.approx(
+            ref_ap(embs, labels, k, 1), abs=1e-12
+        )
+    assert calls
+
+
+def test_labelled_frames_filter_then_stride():
+    rng = np.random.default_rng(9)
+    xs = [torch.from_numpy(rng.normal(size=(n, 3))) for n in (0, 7, 11, 4)]
+    ys = [torch.from_numpy(rng.integers(-1, 3, size=x.shape[0])) for x in xs]
+    for stride in (1, 2, 3):
+        x, y, lens = _labelled_frames(xs, ys, stride)
+        want_x = [e[lab >= 0][::stride] for e, lab in zip(xs, ys)]
+        want_y = [lab[lab >= 0][::stride] for lab in ys]
+        assert lens.tolist() == [len(w) for w in want_y]
+        assert torch.equal(x, torch.cat(want_x)) and torch.equal(y, torch.cat(want_y))
 
 
 def test_ap_length_mismatch_names_video():
@@ -305,6 +391,31 @@ def test_progression_agrees_with_sklearn():
     t3 = np.concatenate([ref_targets(y, c) for y in ty[:n]])
     ref3 = np.mean([LinearRegression().fit(x3, t3[:, i]).score(xv, tv[:, i]) for i in range(c - 1)])
     assert phase_progression(tx, ty, vx, vy, c, fraction=0.25) == pytest.approx(ref3, abs=1e-4)
+
+
+def test_batched_progression_targets_match_per_video():
+    videos = [[0, 0, 1, 1, 2], [0, 0, 2, 2], [0, 0, 0], [1, 2, 2, 5, 5], [3], [0, 4, 1]]
+    for num_classes in (2, 3, 4):
+        lens = torch.tensor([len(v) for v in videos])
+        got = _batched_progression_targets(
+            torch.tensor([y for v in videos for y in v]), lens, num_classes
+        )
+        want = torch.cat([progression_targets(torch.tensor(v), num_classes) for v in videos])
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+
+
+def test_progression_rank_deficient_features_agree_with_sklearn():
+    rng = np.random.default_rng(10)
+    tx, ty = phase_videos(rng, 8, dim=6)
+    vx, vy = phase_videos(rng, 4, dim=6)
+    # a duplicated and a constant column: the Gram matrix is singular (min-norm lstsq path)
+    widen = lambda e: np.column_stack([e, e[:, :1], np.ones(len(e))])  # noqa: E731
+    tx, vx = [widen(e) for e in tx], [widen(e) for e in vx]
+    c = 4
+    x, t = np.concatenate(tx), np.concatenate([ref_targets(y, c) for y in ty])
+    xv, tv = np.concatenate(vx), np.concatenate([ref_targets(y, c) for y in vy])
+    ref = np.mean([LinearRegression().fit(x, t[:, i]).score(xv, tv[:, i]) for i in range(c - 1)])
+    assert phase_progression(tx, ty, vx, vy, num_classes=c) == pytest.approx(ref, abs=1e-4)
 
 
 def test_train_val_dim_mismatch():
