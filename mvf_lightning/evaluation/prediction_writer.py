@@ -1,0 +1,209 @@
+"""Prediction writer: ``python -m mvf_lightning predict`` -> an embedding export.
+
+The module's ``predict_step`` returns one whole video's L2-normalised frame ``embeddings``
+``[N, E]`` with the evaluation item's fields (``labels``, ``frame_indices``, ``video_id``,
+``group``, ``split``, ``set_name``). :class:`EmbeddingExport` collects them and writes them
+once, at the end of the predict epoch, with
+:func:`~mvf_lightning.evaluation.export.write_embeddings` (the safe, pickle-free format that
+``python -m mvf_lightning evaluate --embeddings DIR`` reads).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from .export import EXPORT_FORMAT, INDEX_NAME, SPLITS, EmbeddingRecord, write_embeddings
+
+__all__ = ["EmbeddingExport"]
+
+# (sort key, record): the sort key is (dataloader_idx, dataset index) where known.
+_Item = tuple[tuple[int, int], EmbeddingRecord]
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        with open(path / INDEX_NAME, encoding="utf-8") as f:
+            return json.load(f).get("format") == EXPORT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _numpy(x: Any, dtype: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = x.float() if np.dtype(dtype).kind == "f" else x
+        x = x.numpy()
+    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+
+
+class EmbeddingExport(BasePredictionWriter):
+    """Write the predicted per-video frame embeddings as an embedding export.
+
+    Usage (appends this callback to the config's callbacks; ``output_dir`` goes to it)::
+
+        python -m mvf_lightning predict --config configs/demo.yaml --ckpt_path CKPT \\
+            --trainer.callbacks+=mvf_lightning.evaluation.prediction_writer.EmbeddingExport \\
+            --trainer.callbacks.output_dir=exports/demo
+        python -m mvf_lightning evaluate --embeddings exports/demo
+
+    Adding ``--return_predictions=false`` stops the trainer from keeping a second copy of
+    every prediction in memory. In a YAML config::
+
+        trainer:
+          callbacks:
+            - class_path: mvf_lightning.evaluation.prediction_writer.EmbeddingExport
+              init_args: {output_dir: exports/demo}
+
+    Every video is written once, keyed by ``(set_name, split, video_id)`` (a video that comes
+    twice keeps its first copy), in dataset order. Labels are written where known, i.e.
+    unless all of a video's labels are ``-1``; source frame indices are written too.
+
+    Under DDP every rank embeds its own shard; the shards are gathered to rank 0, which writes
+    the one export (so ``output_dir`` needs to be reachable from rank 0 only). Errors while
+    writing are raised on every rank.
+
+    Args:
+        output_dir: directory of the export. It must not exist or be empty, unless
+            ``overwrite`` is set, and even then only an earlier export is replaced (checked
+            before prediction starts, so no time is wasted on a run that could not be saved).
+        overwrite: replace an earlier export at ``output_dir``.
+    """
+
+    def __init__(self, output_dir: str, overwrite: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir).expanduser()
+        self.overwrite = bool(overwrite)
+        self._items: list[_Item] = []
+        self.written: Path | None = None
+        """The export written by the last predict run (rank 0; ``None`` elsewhere)."""
+
+    # ---------------------------------------------------------------- checks
+    def check_output_dir(self) -> None:
+        """Raise :class:`FileExistsError` if the export could not be written at the end."""
+        out = self.output_dir
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise FileExistsError(f"EmbeddingExport: {out} exists and is not a directory")
+        if not any(out.iterdir()):
+            return
+        if not self.overwrite:
+            raise FileExistsError(
+                f"EmbeddingExport: {out} already exists and is not empty; choose another "
+                "output_dir or set overwrite: true (--trainer.callbacks.overwrite=true) to "
+                "replace an earlier export"
+            )
+        if not _is_export(out):
+            raise FileExistsError(
+                f"EmbeddingExport: {out} is not an embedding export (no {INDEX_NAME} of format "
+                f"{EXPORT_FORMAT!r}); refusing to replace it even with overwrite"
+            )
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "predict":
+            self.check_output_dir()
+
+    # ---------------------------------------------------------------- collection
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._items = []
+        self.written = None
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        if not isinstance(prediction, dict) or "embeddings" not in prediction:
+            raise ValueError(
+                "EmbeddingExport: predict_step must return a dict with 'embeddings' [N, E] "
+                f"(one whole video), got {type(prediction).__name__}"
+            )
+        for name in ("video_id", "set_name", "split"):
+            if not isinstance(prediction.get(name), str):
+                raise ValueError(
+                    f"EmbeddingExport: prediction has no string {name!r}: evaluation loaders "
+                    "yield one whole video per batch (batch size 1)"
+                )
+        emb = _numpy(prediction["embeddings"], np.float32)
+        labels = prediction.get("labels")
+        lab = None if labels is None else _numpy(labels, np.int64)
+        if lab is not None and not (lab >= 0).any():
+            lab = None  # nothing known about this video's phases
+        frames = prediction.get("frame_indices")
+        split = prediction["split"]
+        if split not in SPLITS:
+            raise ValueError(
+                f"EmbeddingExport: video {prediction['video_id']!r} has split {split!r}; "
+                f"exports hold the roles {SPLITS}"
+            )
+        record = EmbeddingRecord(
+            video_id=prediction["video_id"],
+            set_name=prediction["set_name"],
+            split=split,
+            embeddings=emb,
+            labels=lab,
+            frame_indices=None if frames is None else _numpy(frames, np.int64),
+            group=str(prediction.get("group", "")),
+        )
+        index = batch_idx
+        if batch_indices is not None and len(batch_indices) == 1:
+            index = int(batch_indices[0])
+        self._items.append(((int(dataloader_idx), index), record))
+
+    # ---------------------------------------------------------------- writing
+    def _gather(self, trainer: pl.Trainer) -> list[_Item] | None:
+        """Every rank's items on rank 0 (``None`` on the other ranks)."""
+        items = self._items
+        dist = torch.distributed
+        if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+            return items
+        parts: list[list[_Item] | None] | None = None
+        if trainer.is_global_zero:
+            parts = [None] * trainer.world_size
+        dist.gather_object(items, parts, dst=0)
+        if parts is None:
+            return None
+        return [item for part in parts for item in (part or [])]
+
+    @staticmethod
+    def _unique(items: list[_Item]) -> list[EmbeddingRecord]:
+        unique: dict[tuple[str, str, str], _Item] = {}
+        for order, rec in items:
+            key = (rec.set_name, rec.split, rec.video_id)
+            if key not in unique or order < unique[key][0]:
+                unique[key] = (order, rec)
+        return [rec for _, rec in sorted(unique.values(), key=lambda item: item[0])]
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        items = self._gather(trainer)
+        self._items = []
+        error = None
+        count = 0
+        if items is not None:
+            try:
+                records = self._unique(items)
+                if not records:
+                    raise ValueError("EmbeddingExport: the predict loop produced no videos")
+                self.written = write_embeddings(self.output_dir, records, overwrite=self.overwrite)
+                count = len(records)
+            except (OSError, ValueError) as e:
+                error = f"{type(e).__name__}: {e}"
+        if trainer.world_size > 1:
+            error = trainer.strategy.broadcast(error, src=0)
+        if error is not None:
+            raise RuntimeError(f"EmbeddingExport: writing {self.output_dir} failed: {error}")
+        if trainer.is_global_zero:
+            print(f"EmbeddingExport: wrote {count} videos to {self.written}", flush=True)
