@@ -77,7 +77,7 @@ def test_actions_filter(tiny_root):
 
 def test_missing_index_names_prepare_command(tmp_path):
     dm = PennActionDataModule(str(tmp_path), **SMALL)
-    with pytest.raises(FileNotFoundError, match="python -m mvf_lightning prepare penn-action --source"):
+    with pytest.raises(FileNotFoundError, match="mvf_lightning prepare penn-action --source"):
         dm.setup("fit")
 
 
