@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..utils.atomic import atomic_path
 
 INDEX_FORMAT = "mvf_lightning.video_index"
 INDEX_VERSION = 1
@@ -196,16 +197,8 @@ class VideoIndex:
             raise FileExistsError(
                 f"index {path} already exists; pass --overwrite (overwrite=True) to replace it"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f, separators=(",", ":"))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
         return path
 
     @classmethod

@@ -8,12 +8,13 @@ interrupted run or a parallel reader never sees half a video.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from ..utils.atomic import atomic_path
 
 __all__ = ["write_video"]
 
@@ -67,43 +68,34 @@ def write_video(
         )
     import av
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent
-    )
-    os.close(fd)
     rate = Fraction(float(fps)).limit_denominator(1001)
     count = 0
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = None
-            shape = None
-            for frame in frames:
-                frame = np.asarray(frame)
-                _check_frame(frame, count, path, shape)
-                if stream is None:
-                    shape = frame.shape
-                    stream = container.add_stream(codec, rate=rate)
-                    stream.height, stream.width = shape[0], shape[1]
-                    stream.pix_fmt = "yuv420p"
-                    if codec == "libx264" and crf is not None:
-                        stream.options = {"crf": str(int(crf))}
-                    if codec == "mpeg4":
-                        stream.bit_rate = int(bit_rate or max(shape[0] * shape[1] * fps / 4, 2e5))
-                video_frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(frame), format="rgb24"
-                )
-                for packet in stream.encode(video_frame):
-                    container.mux(packet)
-                count += 1
+    with (
+        atomic_path(path, suffix=path.suffix or ".mp4") as tmp,
+        av.open(str(tmp), mode="w", format="mp4") as container,
+    ):
+        stream = None
+        shape = None
+        for frame in frames:
+            frame = np.asarray(frame)
+            _check_frame(frame, count, path, shape)
             if stream is None:
-                raise ValueError(f"write_video({path}): no frames given")
-            for packet in stream.encode():
+                shape = frame.shape
+                stream = container.add_stream(codec, rate=rate)
+                stream.height, stream.width = shape[0], shape[1]
+                stream.pix_fmt = "yuv420p"
+                if codec == "libx264" and crf is not None:
+                    stream.options = {"crf": str(int(crf))}
+                if codec == "mpeg4":
+                    stream.bit_rate = int(bit_rate or max(shape[0] * shape[1] * fps / 4, 2e5))
+            video_frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(frame), format="rgb24"
+            )
+            for packet in stream.encode(video_frame):
                 container.mux(packet)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            count += 1
+        if stream is None:
+            raise ValueError(f"write_video({path}): no frames given")
+        for packet in stream.encode():
+            container.mux(packet)
     return path

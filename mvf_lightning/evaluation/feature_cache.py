@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..utils.atomic import atomic_path
 
 CACHE_FORMAT = 1
 
@@ -147,14 +148,8 @@ class FeatureCache:
         tensors = {"tokens": stored[0]}
         if stored[1] is not None:
             tensors["cls"] = stored[1]
-        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
 
     def stats(self) -> dict[str, float]:
         return {

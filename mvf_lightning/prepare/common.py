@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from mvf_lightning.data.index import VideoIndex, VideoRecord, index_path
+from mvf_lightning.utils.atomic import atomic_path
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,17 +67,8 @@ def write_indexes(
 
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Write JSON under a temp name, then rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
 
 
