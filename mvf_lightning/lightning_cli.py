@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import re
+import time
 import warnings
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from .module import MVFormerModule
 
@@ -59,6 +61,41 @@ class MVFArgumentParser(LightningArgumentParser):
         return super().error(message, ex) if ex is not None else super().error(message)
 
 
+class RunConfigSaver(SaveConfigCallback):
+    """Saves the resolved config with each run and never replaces an earlier run's file.
+
+    With W&B: ``<save_dir>/<project>/<run id>/config.yaml`` (beside the run's checkpoints),
+    and the config is added to the W&B run so runs and sweeps show every setting. Other
+    loggers: the log dir's ``config.yaml``, or ``config_<time>.yaml`` if that exists.
+    """
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not self.already_saved:
+            if _wandb_loggers(trainer):
+                self.save_to_log_dir = False  # written per run in save_config
+            elif trainer.is_global_zero:
+                log_dir = trainer.log_dir or "."
+                if os.path.isfile(os.path.join(log_dir, self.config_filename)):
+                    self.config_filename = f"config_{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        for logger in _wandb_loggers(trainer):
+            run = logger.experiment
+            run.config.update({"cli": _to_plain(self.config)}, allow_val_change=True)
+            run_dir = os.path.join(logger.save_dir or ".", str(logger.name), str(run.id))
+            os.makedirs(run_dir, exist_ok=True)
+            path = os.path.join(run_dir, self.config_filename)
+            if not os.path.exists(path):
+                self.parser.save(self.config, path, skip_none=False, multifile=False)
+
+
+def _wandb_loggers(trainer: Any) -> list:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+
+
 class MVFLightningCLI(LightningCLI):
     """Lightning's CLI with the model fixed to :class:`MVFormerModule` and any DataModule."""
 
@@ -73,6 +110,7 @@ class MVFLightningCLI(LightningCLI):
             subclass_mode_data=True,
             parser_class=MVFArgumentParser,
             parser_kwargs={"parser_mode": "omegaconf"},
+            save_config_callback=RunConfigSaver,
             auto_configure_optimizers=False,
             args=args,
             run=run,

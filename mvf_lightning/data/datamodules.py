@@ -90,6 +90,8 @@ class VideoDataModule(LightningDataModule):
     prepare_hint = "python -m mvf_lightning prepare <dataset> --out {root}"
     eval_name = "eval"
     """Dataset part of metric names, e.g. ``val/penn/baseball_pitch/kendalls_tau``."""
+    alignment_stride = 2
+    """The protocol's frame stride for Kendall's tau and retrieval (FineGym: 5)."""
 
     def __init__(
         self,
@@ -382,6 +384,7 @@ class FineGymDataModule(VideoDataModule):
             raise ValueError(f"FineGym variant must be 'gym99' or 'gym288', got {variant!r}")
         self.variant = variant
         self.eval_name = variant
+        self.alignment_stride = 5
         super().__init__(
             root=root,
             train_split=f"{variant}_train",
@@ -453,6 +456,7 @@ class DemoDataModule(VideoDataModule):
     """
 
     eval_name = "demo"
+    alignment_stride = 1
 
     num_phases = DEMO_NUM_PHASES
 

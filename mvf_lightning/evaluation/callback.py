@@ -151,7 +151,8 @@ class AlignmentEvaluation(pl.Callback):
 
     Args:
         dataset_name: the ``<dataset>`` part of the names; default from the DataModule.
-        stride: frame stride for Kendall's tau and retrieval (Penn 2, FineGym 5).
+        stride: frame stride for Kendall's tau and retrieval; default: the DataModule's
+            ``alignment_stride`` (the protocol's: Penn Action 2, FineGym 5).
         ap_ks: K values of retrieval AP@K.
         fractions: shares of train videos for phase classification.
         metrics: which of the four metric families to compute.
@@ -166,7 +167,7 @@ class AlignmentEvaluation(pl.Callback):
     def __init__(
         self,
         dataset_name: str | None = None,
-        stride: int = 2,
+        stride: int | None = None,
         ap_ks: list[int] | None = None,
         fractions: list[float] | None = None,
         metrics: list[str] | None = None,
@@ -178,7 +179,7 @@ class AlignmentEvaluation(pl.Callback):
     ) -> None:
         super().__init__()
         self.dataset_name = dataset_name
-        self.stride = int(stride)
+        self.stride = None if stride is None else int(stride)
         self.ap_ks = list(ap_ks or [5, 10, 15])
         self.fractions = list(fractions or [1.0])
         self.metrics = list(metrics or METRICS)
@@ -279,6 +280,11 @@ class AlignmentEvaluation(pl.Callback):
             unique.setdefault(v.key, v)
         return [unique[k] for k in sorted(unique)]
 
+    def _stride(self, trainer: pl.Trainer) -> int:
+        if self.stride is not None:
+            return self.stride
+        return int(getattr(trainer.datamodule, "alignment_stride", 2))
+
     def _name(self, trainer: pl.Trainer) -> str:
         if self.dataset_name:
             return self.dataset_name
@@ -301,7 +307,7 @@ class AlignmentEvaluation(pl.Callback):
                 r = compute_set_metrics(
                     by_set[set_name],
                     num_classes=getattr(info, "num_classes", None) or None,
-                    stride=self.stride,
+                    stride=self._stride(trainer),
                     ap_ks=self.ap_ks,
                     fractions=self.fractions,
                     metrics=self.metrics,
