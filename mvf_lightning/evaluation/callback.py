@@ -78,10 +78,13 @@ def compute_set_metrics(
     fractions: Sequence[float] = (1.0,),
     metrics: Sequence[str] = METRICS,
     train_order: Sequence[str] | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """The protocol's metrics for one evaluation set from its train and val videos.
+    """The protocol's metrics for one evaluation set from its train and val videos,
+    computed with torch on ``device`` (the accelerator during training).
 
     ``train_order`` fixes which train videos count as "the first" for fractions < 1.
+    Frames labelled < 0 are dropped first, for every metric.
     """
     train = [v for v in videos if v.split == "train"]
     val = [v for v in videos if v.split == "val"]
@@ -91,19 +94,25 @@ def compute_set_metrics(
     out: dict[str, float] = {}
     if not val:
         return out
-    val_embs = [v.embeddings for v in val]
-    val_labels = [v.labels for v in val]
+    def on_device(videos: list[VideoEmbedding]) -> tuple[list, list]:
+        embs = [torch.as_tensor(v.embeddings, device=device) for v in videos]
+        labels = [torch.as_tensor(v.labels, device=device) for v in videos]
+        return embs, labels
+
+    val_embs, val_labels = on_device(val)
     labelled = any((v.labels >= 0).any() for v in val)
     if "kendalls_tau" in metrics and len(val) > 1:
-        out["kendalls_tau"] = kendalls_tau(val_embs, stride=stride)
+        tau_embs = (
+            [e[lab >= 0] for e, lab in zip(val_embs, val_labels)] if labelled else val_embs
+        )
+        out["kendalls_tau"] = kendalls_tau(tau_embs, stride=stride)
     if not labelled:
         return out
     if "retrieval_ap" in metrics and len(val) > 1:
         for k, value in retrieval_ap_at(val_embs, val_labels, list(ap_ks), stride=stride).items():
             out[f"retrieval_ap@{k}"] = value
     if train and any((v.labels >= 0).any() for v in train):
-        train_embs = [v.embeddings for v in train]
-        train_labels = [v.labels for v in train]
+        train_embs, train_labels = on_device(train)
         if "phase_classification" in metrics:
             for f in fractions:
                 out[_classification_name(f)] = phase_classification(
@@ -292,7 +301,9 @@ class AlignmentEvaluation(pl.Callback):
         name = getattr(dm, "eval_name", None) if dm is not None else None
         return name or "eval"
 
-    def evaluate(self, trainer: pl.Trainer, stage: str) -> dict[str, dict[str, float]]:
+    def evaluate(
+        self, trainer: pl.Trainer, stage: str, device: torch.device | str = "cpu"
+    ) -> dict[str, dict[str, float]]:
         videos = self._gather(trainer)
         dm = trainer.datamodule
         sets = dm.eval_sets() if dm is not None and hasattr(dm, "eval_sets") else {}
@@ -312,6 +323,7 @@ class AlignmentEvaluation(pl.Callback):
                     fractions=self.fractions,
                     metrics=self.metrics,
                     train_order=getattr(info, "train_ids", None),
+                    device=device,
                 )
             if r:
                 results[set_name] = r
@@ -331,7 +343,7 @@ class AlignmentEvaluation(pl.Callback):
                               sync_dist=False, rank_zero_only=False)
 
     def _finish(self, trainer, pl_module, stage: str) -> None:
-        self.evaluate(trainer, stage)
+        self.evaluate(trainer, stage, device=pl_module.device)
         self._log(pl_module, trainer, stage)
         self._videos = []
 
