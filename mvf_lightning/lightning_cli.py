@@ -73,10 +73,12 @@ class RunConfigSaver(SaveConfigCallback):
         if not self.already_saved:
             if _wandb_loggers(trainer):
                 self.save_to_log_dir = False  # written per run in save_config
-            elif trainer.is_global_zero:
-                log_dir = trainer.log_dir or "."
-                if os.path.isfile(os.path.join(log_dir, self.config_filename)):
-                    self.config_filename = f"config_{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+            else:
+                log_dir = trainer.log_dir or "."  # a collective: every rank calls it
+                name = self.config_filename
+                if trainer.is_global_zero and os.path.isfile(os.path.join(log_dir, name)):
+                    name = f"config_{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+                self.config_filename = trainer.strategy.broadcast(name)
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:

@@ -112,11 +112,10 @@ class VideoFile:
         try:
             frames = self._reader.get_batch(unique.tolist()).asnumpy()
         except Exception as e:
-            if size is None:
-                raise VideoDecodeError(
-                    path, f"decoding {unique.size} frames failed ({_short(e)})"
-                ) from e
-            frames = None  # decord's resize fails for some widths (e.g. 16, 24, 48, 72)
+            # decord 0.6 cannot copy out frames of some widths (16, 24, 48, 72, ...): at the
+            # stored size decode those with PyAV (bit-identical frames); when resizing, fall
+            # back to a stored-size read below.
+            frames = _read_pyav(path, unique, e) if size is None else None
         if size is not None and (frames is None or frames.shape[1:3] != size):
             frames = _resize(VideoFile(path, None, self.num_threads).read(unique), size)
         if frames.shape[0] != unique.size or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -126,6 +125,34 @@ class VideoFile:
         if unique.size == idx.size and np.array_equal(unique, idx):
             return np.ascontiguousarray(frames, dtype=np.uint8)
         return np.ascontiguousarray(frames[inverse.reshape(-1)], dtype=np.uint8)
+
+
+def _read_pyav(path: str, wanted: np.ndarray, decord_error: Exception) -> np.ndarray:
+    """Frames at sorted unique ``wanted`` indices, decoding in order with PyAV."""
+    import av
+
+    want = set(wanted.tolist())
+    last = int(wanted.max())
+    found: dict[int, np.ndarray] = {}
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for i, frame in enumerate(container.decode(stream)):
+                if i in want:
+                    found[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+    except Exception as e:  # noqa: BLE001 - reported with both decoders' errors
+        raise VideoDecodeError(
+            path, f"decord failed ({_short(decord_error)}) and PyAV failed ({_short(e)})"
+        ) from e
+    if len(found) != len(want):
+        raise VideoDecodeError(
+            path, f"decoding failed ({_short(decord_error)}); PyAV found {len(found)} of "
+            f"{len(want)} frames"
+        )
+    return np.stack([found[i] for i in wanted.tolist()])
 
 
 def read_frames(
