@@ -54,6 +54,12 @@ def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 def _stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
     """Stack ``[..., 3, H, W]`` views of channel-last memory, keeping that memory layout."""
+    sizes = {tuple(f.shape[-2:]) for f in frames}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"videos in one batch have different frame sizes {sorted(sizes)}: set "
+            "data.decode_size: [H, W] to resize while decoding, or data.batch_size: 1"
+        )
     return torch.stack([f.movedim(-3, -1) for f in frames]).movedim(-1, -3)
 
 

@@ -224,3 +224,16 @@ def test_frames_are_channel_first_views_that_survive_workers(train_index, helper
     np.testing.assert_array_equal(
         helpers.frame_ids(batch["frames"].contiguous().numpy()), batch["steps"]
     )
+
+
+def test_mixed_frame_sizes_in_a_batch_name_the_fix():
+    from mvf_lightning.data.datasets import collate_train
+
+    def item(h, w):
+        return {"frames": torch.zeros(2, 4, 3, h, w, dtype=torch.uint8),
+                "steps": torch.zeros(2, 4, dtype=torch.int64),
+                "masks": torch.ones(2, 4, dtype=torch.bool),
+                "seq_lens": torch.tensor([4, 4]), "index": 0, "broken": []}
+
+    with pytest.raises(ValueError, match=r"different frame sizes.*decode_size"):
+        collate_train([item(48, 64), item(46, 62)])
