@@ -9,12 +9,8 @@ trainer.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,123 +19,14 @@ import pytest
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_helpers import EMBEDDING_DIM, ROOT, read_metrics, run_cli, tiny_override
+
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 WRITER = "mvf_lightning.evaluation.prediction_writer.EmbeddingExport"
-EMBEDDING_DIM = 16
 METRIC = "demo/mean/kendalls_tau"
 
 
 # ---------------------------------------------------------------------------- helpers
-def tiny_override(tmp: Path, demo_root: Path, ckpt_dir: Path, logs: Path) -> Path:
-    """A config applied after configs/demo.yaml: tiny model, tiny data, everything in tmp."""
-    config = {
-        "trainer": {
-            "max_epochs": 1,
-            "limit_train_batches": 2,
-            "check_val_every_n_epoch": 1,
-            "num_sanity_val_steps": 0,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp / "root"),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(logs), "name": "fit"},
-            },
-            "callbacks": [
-                {
-                    "class_path": "mvf_lightning.evaluation.callback.AlignmentEvaluation",
-                    "init_args": {"stride": 1},
-                },
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {
-                        "dirpath": str(ckpt_dir),
-                        "monitor": f"val/{METRIC}",
-                        "mode": "max",
-                        "save_last": True,
-                    },
-                },
-            ],
-        },
-        "model": {
-            "backbone": {
-                "name": "vit_small_patch16_224",
-                "pretrained": "none",
-                "img_size": 32,
-                "blocks": [0, 1],
-                "model_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2},
-            },
-            "embedder": {
-                "num_tokens": 2,
-                "pool_dim": 16,
-                "capacity": 1,
-                "hidden_dim": 32,
-                "num_layers": 1,
-                "num_heads": 4,
-                "ff_dim": 64,
-                "embedding_dim": EMBEDDING_DIM,
-                "projection_dim": 16,
-            },
-        },
-        "data": {
-            "init_args": {
-                "root": str(demo_root),
-                "num_frames": 6,
-                "batch_size": 2,
-                "num_workers": 0,
-                "crop_size": 32,
-            }
-        },
-    }
-    path = tmp / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def cli_env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        WANDB_MODE="offline",
-        HF_HUB_OFFLINE="1",
-        MVF_LIGHTNING_DEMO_ROOT=str(tmp / "default_demo_root"),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        OMP_NUM_THREADS="1",
-    )
-    return env
-
-
-def run_cli(tmp: Path, *args: str, timeout: int = 600, expect: int = 0):
-    """``python -m mvf_lightning ARGS`` in ``tmp``; asserts the exit status."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "mvf_lightning", *args],
-        cwd=tmp,
-        env=cli_env(tmp),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != expect:
-        pytest.fail(
-            f"exit {proc.returncode} (expected {expect}) for {' '.join(args[:3])}...\n"
-            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
-def read_metrics(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every metric column of the CSV logger's metrics.csv(s): ``name -> [(epoch, value)]``."""
-    files = sorted(log_dir.glob("version_*/metrics.csv"))
-    assert files, f"no metrics.csv under {log_dir}"
-    out: dict[str, list[tuple[int, float]]] = {}
-    for path in files:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                for key, value in row.items():
-                    if key not in ("epoch", "step") and value not in ("", None):
-                        out.setdefault(key, []).append((int(row["epoch"]), float(value)))
-    return out
-
 
 def demo_video_count(demo_root: Path) -> int:
     return sum(
@@ -153,7 +40,7 @@ def trained(tmp_path_factory):
     """One tiny fit of the demo for one epoch (2 steps) through the CLI."""
     tmp = tmp_path_factory.mktemp("cli")
     demo_root, ckpt_dir, logs = tmp / "demo", tmp / "ckpt", tmp / "logs"
-    override = tiny_override(tmp, demo_root, ckpt_dir, logs)
+    override = tiny_override(tmp, demo_root, ckpt_dir, logs, monitor=f"val/{METRIC}")
     base = ["--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(override)]
     proc = run_cli(tmp, "fit", *base)
     return SimpleNamespace(

@@ -9,135 +9,18 @@ evaluation callback must drop.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_helpers import ROOT, read_metrics, run_cli, tiny_override
+
 DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
 NUM_TRAIN, NUM_VAL = 6, 5
-TIMEOUT = 600
 
 pytestmark = pytest.mark.integration
-
-
-def tiny_override(tmp: Path, demo_root: Path) -> Path:
-    """Applied after configs/demo.yaml: tiny model and data; logs and checkpoints in tmp."""
-    config = {
-        "trainer": {
-            "max_epochs": 1,
-            "limit_train_batches": 2,
-            "check_val_every_n_epoch": 1,
-            "num_sanity_val_steps": 0,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp / "root"),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(tmp / "logs"), "name": "fit"},
-            },
-            "callbacks": [
-                {
-                    "class_path": "mvf_lightning.evaluation.callback.AlignmentEvaluation",
-                    "init_args": {"stride": 1},
-                },
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(tmp / "ckpt"), "save_last": True},
-                },
-            ],
-        },
-        "model": {
-            "backbone": {
-                "name": "vit_small_patch16_224",
-                "pretrained": "none",
-                "img_size": 32,
-                "blocks": [0, 1],
-                "model_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2},
-            },
-            "embedder": {
-                "num_tokens": 2,
-                "pool_dim": 16,
-                "capacity": 1,
-                "hidden_dim": 32,
-                "num_layers": 1,
-                "num_heads": 4,
-                "ff_dim": 64,
-                "embedding_dim": 16,
-                "projection_dim": 16,
-            },
-        },
-        "data": {
-            "init_args": {
-                "root": str(demo_root),
-                "num_frames": 6,
-                "batch_size": 2,
-                "num_workers": 0,
-                "crop_size": 32,
-            }
-        },
-    }
-    path = tmp / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def run_cli(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m mvf_lightning ARGS``; fails the test (killing all ranks) on error/timeout."""
-    env = dict(os.environ)
-    env.update(
-        WANDB_MODE="offline",
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        MVF_LIGHTNING_DEMO_ROOT=str(tmp / "default_demo_root"),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-    )
-    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "mvf_lightning", *args]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"timed out after {TIMEOUT} s: {args[0]}\n{out[-3000:]}\n{err[-5000:]}")
-    if proc.returncode != 0:
-        pytest.fail(
-            f"exit {proc.returncode}: {args[0]}\n--- stdout\n{out[-3000:]}\n"
-            f"--- stderr\n{err[-6000:]}"
-        )
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def read_metrics(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    files = sorted(log_dir.glob("version_*/metrics.csv"))
-    assert files, f"no metrics.csv under {log_dir}"
-    out: dict[str, list[tuple[int, float]]] = {}
-    for path in files:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                for key, value in row.items():
-                    if key not in ("epoch", "step") and value not in ("", None):
-                        out.setdefault(key, []).append((int(row["epoch"]), float(value)))
-    return out
 
 
 def last_values(metrics: dict[str, list[tuple[int, float]]], prefix: str) -> dict[str, float]:
@@ -155,7 +38,7 @@ def ddp_fit(tmp_path_factory):
         "--config",
         str(ROOT / "configs" / "demo.yaml"),
         "--config",
-        str(tiny_override(tmp, demo_root)),
+        str(tiny_override(tmp, demo_root, tmp / "ckpt", tmp / "logs")),
     ]
     proc = run_cli(tmp, "fit", *base, *DDP)
     return SimpleNamespace(tmp=tmp, base=base, proc=proc, ckpt=tmp / "ckpt" / "last.ckpt")
