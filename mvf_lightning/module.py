@@ -193,6 +193,20 @@ class MVFormerModule(pl.LightningModule):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        """Report training videos that failed to decode and were skipped (the DataModule
+        keeps the list; training stops only past its ``max_broken_fraction``)."""
+        broken = list(getattr(self.trainer.datamodule, "broken_videos", None) or [])
+        count = torch.tensor(float(len(broken)), device=self.device)
+        self.log("train/broken_videos", count, reduce_fx="sum", sync_dist=True)
+        if broken:
+            listing = "\n  ".join(broken[:20]) + ("\n  ..." if len(broken) > 20 else "")
+            print(
+                f"[rank {self.global_rank}] epoch {self.current_epoch}: {len(broken)} training "
+                f"video(s) failed to decode and were skipped:\n  {listing}",
+                flush=True,
+            )
+
     @torch.no_grad()
     def embed_features(
         self, tokens: torch.Tensor, cls: torch.Tensor | None, return_attention: bool = False

@@ -245,3 +245,18 @@ def test_bad_settings_name_the_value():
         tiny_module(optimizer={"lrr": 1.0})
     with pytest.raises(ValueError, match="reduction='first'"):
         tiny_module(embedder=EmbedderConfig(**{**TINY_EMBEDDER.__dict__, "reduction": "first"}))
+
+
+def test_broken_training_videos_are_listed_at_epoch_end(tmp_path, capsys):
+    class WithBroken(pl.LightningDataModule):
+        broken_videos = ["/data/videos/0042.mp4"]
+
+        def train_dataloader(self):
+            return loader()
+
+    trainer = make_trainer(tmp_path, max_epochs=1, enable_checkpointing=False)
+    trainer.fit(tiny_module(), datamodule=WithBroken())
+    out = capsys.readouterr().out
+    assert "1 training video(s) failed to decode and were skipped" in out
+    assert "/data/videos/0042.mp4" in out
+    assert float(trainer.callback_metrics["train/broken_videos"]) == 1.0
