@@ -315,8 +315,9 @@ class MVFormerModule(pl.LightningModule):
         }
 
     def _check_compatible(self, state: dict[str, torch.Tensor], source: str) -> None:
-        own = {k: v for k, v in self.state_dict().items() if k not in self._frozen_keys()}
-        theirs = {k: v for k, v in state.items() if k not in self._frozen_keys()}
+        frozen = self._frozen_keys()
+        own = {k: v for k, v in self.state_dict().items() if k not in frozen}
+        theirs = {k: v for k, v in state.items() if k not in frozen}
         missing = sorted(set(own) - set(theirs))
         unexpected = sorted(set(theirs) - set(own))
         wrong = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
@@ -369,6 +370,7 @@ class MVFormerModule(pl.LightningModule):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
             raise ValueError(f"model.init_from: {path} is not a Lightning checkpoint")
-        state = {k: v for k, v in ckpt["state_dict"].items() if k not in self._frozen_keys()}
+        frozen = self._frozen_keys()
+        state = {k: v for k, v in ckpt["state_dict"].items() if k not in frozen}
         self._check_compatible(state, str(path))
         self.load_state_dict(state, strict=False)

@@ -127,7 +127,8 @@ def _check_record(i: int, rec: EmbeddingRecord) -> tuple[np.ndarray, np.ndarray 
     return emb, extras[0], extras[1]
 
 
-def _is_export(path: Path) -> bool:
+def is_export(path: Path) -> bool:
+    """Whether ``path`` holds an embedding export (its index.json names the format)."""
     try:
         with open(path / INDEX_NAME, encoding="utf-8") as f:
             return json.load(f).get("format") == EXPORT_FORMAT
@@ -153,7 +154,7 @@ def write_embeddings(
                     f"{out} already exists and is not empty; pass overwrite=True to replace "
                     "an earlier export"
                 )
-            if not _is_export(out):
+            if not is_export(out):
                 raise FileExistsError(
                     f"{out} is not an embedding export (no {INDEX_NAME} of format "
                     f"{EXPORT_FORMAT!r}); refusing to replace it"

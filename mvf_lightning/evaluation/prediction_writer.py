@@ -10,7 +10,6 @@ once, at the end of the predict epoch, with
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,19 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from .export import EXPORT_FORMAT, INDEX_NAME, SPLITS, EmbeddingRecord, write_embeddings
+from .export import (
+    EXPORT_FORMAT,
+    INDEX_NAME,
+    SPLITS,
+    EmbeddingRecord,
+    is_export,
+    write_embeddings,
+)
 
 __all__ = ["EmbeddingExport"]
 
 # (sort key, record): the sort key is (dataloader_idx, dataset index) where known.
 _Item = tuple[tuple[int, int], EmbeddingRecord]
-
-
-def _is_export(path: Path) -> bool:
-    try:
-        with open(path / INDEX_NAME, encoding="utf-8") as f:
-            return json.load(f).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _numpy(x: Any, dtype: Any) -> np.ndarray:
@@ -100,7 +98,7 @@ class EmbeddingExport(BasePredictionWriter):
                 "output_dir or set overwrite: true (--trainer.callbacks.overwrite=true) to "
                 "replace an earlier export"
             )
-        if not _is_export(out):
+        if not is_export(out):
             raise FileExistsError(
                 f"EmbeddingExport: {out} is not an embedding export (no {INDEX_NAME} of format "
                 f"{EXPORT_FORMAT!r}); refusing to replace it even with overwrite"

@@ -66,6 +66,15 @@ def entries_of(obj: object, where: str) -> list[dict]:
     return obj
 
 
+def carl_pickles(carl_root: Path, names: dict[str, str], dataset: str) -> dict[str, Path]:
+    """Paths of a CARL release's pickles by split; an error names the first one missing."""
+    files = {split: carl_root / name for split, name in names.items()}
+    for path in files.values():
+        if not path.is_file():
+            raise PrepareError(f"CARL {dataset} pickle not found: {path}")
+    return files
+
+
 def require(item: dict, key: str, where: str) -> object:
     """``item[key]`` or an error naming the file, the entry and the missing key."""
     if key not in item:

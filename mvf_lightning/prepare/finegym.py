@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from mvf_lightning.data.index import VideoRecord
-from mvf_lightning.prepare.carl import CarlItem, convert_items, entries_of, make_item, require
+from mvf_lightning.prepare.carl import (
+    CarlItem,
+    carl_pickles,
+    convert_items,
+    entries_of,
+    make_item,
+    require,
+)
 from mvf_lightning.prepare.common import (
     PrepareError,
     count_by,
@@ -312,10 +319,7 @@ def convert_carl(
     if variant not in VARIANTS:
         raise PrepareError(f"--variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     splits = VARIANTS[variant]
-    files = {s: carl_root / CARL_FILES[s] for s in splits}
-    for p in files.values():
-        if not p.is_file():
-            raise PrepareError(f"CARL FineGym pickle not found: {p}")
+    files = carl_pickles(carl_root, {s: CARL_FILES[s] for s in splits}, "FineGym")
     ensure_indexes_writable(out_root, splits, overwrite)
     split_items: dict[str, list[CarlItem]] = {}
     for split, pkl in files.items():

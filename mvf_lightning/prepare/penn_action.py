@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from mvf_lightning.data.index import VideoRecord, resample_labels
-from mvf_lightning.prepare.carl import CarlItem, convert_items, entries_of, make_item, require
+from mvf_lightning.prepare.carl import (
+    CarlItem,
+    carl_pickles,
+    convert_items,
+    entries_of,
+    make_item,
+    require,
+)
 from mvf_lightning.prepare.common import (
     PrepareError,
     count_by,
@@ -295,10 +302,7 @@ def convert_carl(
     carl_root: Path, out_root: Path, trust_pickle: bool, workers: int, overwrite: bool
 ) -> dict:
     """Convert CARL's ``train.pkl``/``val.pkl`` (mp4s referenced in place)."""
-    files = {s: carl_root / f"{s}.pkl" for s in SPLITS}
-    for p in files.values():
-        if not p.is_file():
-            raise PrepareError(f"CARL Penn Action pickle not found: {p}")
+    files = carl_pickles(carl_root, {s: f"{s}.pkl" for s in SPLITS}, "Penn Action")
     ensure_indexes_writable(out_root, SPLITS, overwrite)
     report: dict = {"dataset": DATASET, "source": str(carl_root), "name_action_mismatch": []}
     split_items: dict[str, list[CarlItem]] = {}

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mvf_lightning.prepare.carl import CarlItem, convert_items, entries_of, make_item, require
+from mvf_lightning.prepare.carl import (
+    CarlItem,
+    carl_pickles,
+    convert_items,
+    entries_of,
+    make_item,
+    require,
+)
 from mvf_lightning.prepare.common import (
-    PrepareError,
     ensure_indexes_writable,
     report_path,
     write_indexes,
@@ -28,10 +34,7 @@ def convert_carl(
     carl_root: Path, out_root: Path, trust_pickle: bool, workers: int, overwrite: bool
 ) -> dict:
     """Convert CARL's Pouring pickles; returns the report (also written to disk)."""
-    files = {s: carl_root / f"{s}.pkl" for s in SPLITS}
-    for p in files.values():
-        if not p.is_file():
-            raise PrepareError(f"CARL Pouring pickle not found: {p}")
+    files = carl_pickles(carl_root, {s: f"{s}.pkl" for s in SPLITS}, "Pouring")
     ensure_indexes_writable(out_root, SPLITS, overwrite)
     split_items: dict[str, list[CarlItem]] = {}
     for split, pkl in files.items():
