@@ -22,6 +22,7 @@ commands:
   summary                           build the model from a config and count its parameters
   prepare                           convert a dataset release into mvf_lightning's index
   evaluate                          alignment metrics on exported embeddings (--embeddings DIR)
+  results                           one table of finished / running / failed runs: RUNS_DIR ...
 
 Run `python -m mvf_lightning <command> --help` for the options of one command.
 """
@@ -85,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluation.evaluate_cli import main as evaluate_main
 
             return evaluate_main(rest)
+        if command == "results":
+            from .results import main as results_main
+
+            return results_main(rest)
         if command == "summary":
             return summary(rest)
         if command in LIGHTNING_COMMANDS:

@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import os
 import re
+import sys
 import time
 import warnings
 from typing import Any
@@ -19,6 +20,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from .module import MVFormerModule
+from .sweep import name_sweep_run
 
 _KEY_PATTERNS = (
     re.compile(r'key "([^"]+)"'),
@@ -103,6 +105,7 @@ class MVFLightningCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, model_only: bool = False):
         self._model_only = model_only
+        self._args = list(args) if args is not None else sys.argv[1:]
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
         # The frozen backbone is in eval mode on purpose.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
@@ -131,6 +134,10 @@ class MVFLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         if not self._model_only:
             parser.link_arguments("data.init_args.num_frames", "model.embedder.num_frames")
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand is not None:  # a W&B sweep run gets a name showing its values
+            name_sweep_run(self.config[self.subcommand], self._args)
 
     def instantiate_classes(self) -> None:
         if not self._model_only:

@@ -1,0 +1,453 @@
+"""``python -m mvf_lightning results RUNS_DIR ...``: one table row per run, finished or not.
+
+A run is found as a W&B run folder (``wandb/offline-run-*-<id>`` or ``wandb/run-*-<id>``,
+read from its ``.wandb`` log), a CSV logger folder (``metrics.csv``), or a folder holding the
+evaluation callback's ``evaluation/<stage>_epoch<EEEE>.json`` files. The resolved
+``config.yaml`` mvf_lightning saves beside a run (for W&B runs in ``<save_dir>/<project>/<id>/``)
+joins the run of the same id. Evaluation JSONs win over logger summaries. Each row shows what
+differs from the other runs' configs (or from ``--base``), the epochs reached, the final value
+of each metric and the mean over evaluation sets (Penn Action: over actions). Lightning-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import struct
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .sweep import _short_keys
+
+STATUSES = ("finished", "failed", "running", "stopped")
+"""finished: exited normally or reached max_epochs; failed: W&B saw a non-zero exit;
+running: written to in the last ``--active-minutes``; stopped: none of these (killed, or lost)."""
+
+_WANDB_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[^.\s]+)$")
+_EVAL_JSON = re.compile(r"^(?P<stage>[a-z]+)_epoch(?P<epoch>\d+)\.json$")
+_METRIC = re.compile(r"^(?P<stage>val|test)/(?P<dataset>[^/]+)/(?P<set>[^/]+)/(?P<metric>[^/]+)$")
+# Keys that name where a run writes, not what it does: never reported as a difference.
+_LOCATION_KEYS = {"dirpath", "save_dir", "default_root_dir", "cache_dir", "ckpt_path", "dir",
+                  "output_dir"}
+
+
+@dataclass
+class Run:
+    """One run: where it is, how it ended, its resolved config and final metric values."""
+
+    name: str
+    path: Path
+    status: str = "stopped"
+    run_id: str | None = None
+    config: dict = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs: int | None = None
+    max_epochs: int | None = None
+    source: str = ""
+    differs: str = ""
+
+
+# ----------------------------------------------------------------------------- W&B run logs
+
+def _wandb_records(path: Path) -> Iterator[bytes]:
+    """Records of a ``.wandb`` file (LevelDB log format: 32 KiB blocks, 7-byte record
+    headers, records split into first/middle/last pieces). A record still being written
+    ends the scan."""
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a W&B run log (no ':W&B' header)")
+    block, pos, pending = 32768, 7, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a header is zero padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:
+            pos += left
+            continue
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if len(chunk) < length:
+            return
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            yield pending + chunk
+            pending = b""
+
+
+def _item_key(item: Any) -> str:
+    return item.key or ".".join(item.nested_key)
+
+
+def read_wandb_run(folder: Path) -> dict[str, Any]:
+    """id, name, sweep id, config, final summary values and exit code of a W&B run folder."""
+    try:
+        from wandb.proto import wandb_internal_pb2 as pb
+    except ImportError as e:  # pragma: no cover - wandb is a dependency
+        raise RuntimeError("reading W&B run folders needs the `wandb` package") from e
+    logs = sorted(folder.glob("*.wandb"))
+    if not logs:
+        raise ValueError(f"{folder}: no .wandb run log in this W&B run folder")
+    out: dict[str, Any] = {"config": {}, "summary": {}, "exit_code": None, "name": ""}
+    for data in _wandb_records(logs[0]):
+        record = pb.Record()
+        try:
+            record.ParseFromString(data)
+        except Exception:  # a torn record at the end of a live log
+            break
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out.update(id=record.run.run_id, name=record.run.display_name,
+                       sweep_id=record.run.sweep_id)
+            items = record.run.config.update
+        elif kind == "config":
+            items = record.config.update
+        elif kind in ("summary", "history"):
+            items = record.summary.update if kind == "summary" else record.history.item
+            for item in items:
+                key = _item_key(item)
+                if not key.startswith("_"):
+                    out["summary"][key] = json.loads(item.value_json)
+            continue
+        elif kind == "exit":
+            out["exit_code"] = record.exit.exit_code
+            continue
+        else:
+            continue
+        for item in items:
+            out["config"][_item_key(item)] = json.loads(item.value_json)
+    return out
+
+
+# ----------------------------------------------------------------------------- run folders
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    return data if isinstance(data, dict) else {}
+
+
+def _newest_config(folder: Path) -> dict:
+    files = sorted(folder.glob("config*.yaml"), key=lambda p: p.stat().st_mtime)
+    return _load_yaml(files[-1]) if files else {}
+
+
+def _evaluation_metrics(folder: Path) -> tuple[dict[str, float], int | None]:
+    """Metrics of the newest evaluation JSON per stage, as ``<stage>/<dataset>/<set>/<metric>``."""
+    newest: dict[str, tuple[int, Path]] = {}
+    for path in (folder / "evaluation").glob("*.json"):
+        m = _EVAL_JSON.match(path.name)
+        if m and int(m["epoch"]) >= newest.get(m["stage"], (-1, path))[0]:
+            newest[m["stage"]] = (int(m["epoch"]), path)
+    metrics: dict[str, float] = {}
+    epoch = None
+    for stage, (_, path) in newest.items():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+        dataset = data.get("dataset", "eval")
+        sets = data.get("sets", data.get("results", {}))
+        groups = {**{s: v for s, v in sets.items() if isinstance(v, dict)},
+                  "mean": data.get("mean", {})}
+        for set_name, values in groups.items():
+            for metric, value in (values or {}).items():
+                if isinstance(value, (int, float)):
+                    metrics[f"{stage}/{dataset}/{set_name}/{metric}"] = float(value)
+        if stage == "val" and isinstance(data.get("epoch"), int):
+            epoch = max(epoch or 0, data["epoch"])
+    return metrics, epoch
+
+
+def _csv_metrics(path: Path) -> tuple[dict[str, float], int | None]:
+    """Last value of each column of a CSV logger's metrics.csv, and the highest epoch."""
+    metrics: dict[str, float] = {}
+    epoch = None
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if value in ("", None) or key is None:
+                    continue
+                if key == "epoch":
+                    epoch = max(epoch or 0, int(float(value)))
+                elif key != "step":
+                    metrics[key] = float(value)
+    return metrics, epoch
+
+
+def _status(finished: bool | None, failed: bool, newest_write: float, active_s: float) -> str:
+    if failed:
+        return "failed"
+    if finished:
+        return "finished"
+    return "running" if time.time() - newest_write < active_s else "stopped"
+
+
+def _max_epochs(config: dict) -> int | None:
+    value = (config.get("trainer") or {}).get("max_epochs")
+    return int(value) if isinstance(value, (int, float)) and value >= 0 else None
+
+
+def _reached_max(epochs: int | None, max_epochs: int | None) -> bool:
+    return epochs is not None and max_epochs is not None and epochs >= max_epochs
+
+
+def _run_folders(root: Path) -> Iterator[tuple[str, Path]]:
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if d not in ("checkpoints", "media", "files", "logs", "tmp")]
+        if _WANDB_DIR.match(here.name) and any(f.endswith(".wandb") for f in files):
+            yield "wandb", here
+            dirs[:] = []
+        elif "metrics.csv" in files:
+            yield "csv", here
+        elif "evaluation" in dirs and any((here / "evaluation").glob("*_epoch*.json")):
+            yield "evaluation", here
+
+
+def collect_runs(roots: Sequence[Path], active_minutes: float = 10.0) -> list[Run]:
+    """Every run under ``roots``, in the order found (sorted paths)."""
+    active_s = active_minutes * 60
+    config_dirs: dict[str, Path] = {}  # run id -> folder of mvf_lightning's config.yaml
+    found: list[tuple[str, Path, Path]] = []
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"results: {root} is not a folder")
+        for path in sorted(root.rglob("config*.yaml")):
+            config_dirs.setdefault(path.parent.name, path.parent)
+        found += [(kind, folder, root) for kind, folder in _run_folders(root)]
+    runs, seen = [], set()
+    # W&B folders first: they claim the config / evaluation folder of their run id.
+    for kind, folder, root in sorted(found, key=lambda f: (f[0] != "wandb", str(f[1]))):
+        if folder in seen:
+            continue
+        seen.add(folder)
+        if kind == "wandb":
+            runs.append(_wandb_run(folder, config_dirs, active_s, seen))
+        else:
+            runs.append(_local_run(kind, folder, root, active_s))
+    return runs
+
+
+def _wandb_run(folder: Path, config_dirs: dict[str, Path], active_s: float, seen: set) -> Run:
+    data = read_wandb_run(folder)
+    run_id = data.get("id") or _WANDB_DIR.match(folder.name)["id"]
+    run = Run(name=data["name"] or run_id, path=folder, run_id=run_id, source="wandb")
+    run.config = data["config"].get("cli") or {}
+    extra = config_dirs.get(run_id)
+    if extra is not None:
+        seen.add(extra)
+        run.config = run.config or _newest_config(extra)
+    metrics = {k: float(v) for k, v in data["summary"].items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    epoch = metrics.pop("epoch", None)
+    run.epochs = None if epoch is None else int(epoch) + 1
+    if extra is not None:
+        evaluated, eval_epoch = _evaluation_metrics(extra)
+        metrics.update(evaluated)
+        if eval_epoch is not None:
+            run.epochs = max(run.epochs or 0, eval_epoch + 1)
+    run.metrics = metrics
+    run.max_epochs = _max_epochs(run.config)
+    code = data["exit_code"]
+    newest = max(p.stat().st_mtime for p in folder.glob("*.wandb"))
+    run.status = _status(code == 0 if code is not None else None, bool(code), newest, active_s)
+    if code:
+        run.status = f"failed (exit {code})"
+    return run
+
+
+def _local_run(kind: str, folder: Path, root: Path, active_s: float) -> Run:
+    name = str(folder.relative_to(root)) if folder != root else folder.name
+    run = Run(name=name, path=folder, source=kind, config=_newest_config(folder))
+    files = [folder / "metrics.csv"] if kind == "csv" else []
+    if kind == "csv":
+        run.metrics, run.epochs = _csv_metrics(folder / "metrics.csv")
+        run.epochs = None if run.epochs is None else run.epochs + 1
+    evaluated, eval_epoch = _evaluation_metrics(folder)
+    run.metrics.update(evaluated)
+    if eval_epoch is not None:
+        run.epochs = max(run.epochs or 0, eval_epoch + 1)
+    files += list((folder / "evaluation").glob("*.json"))
+    run.max_epochs = _max_epochs(run.config)
+    newest = max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
+    run.status = _status(_reached_max(run.epochs, run.max_epochs), False, newest, active_s)
+    return run
+
+
+# ----------------------------------------------------------------------------- the table
+
+def _regroup(metrics: dict[str, float], stage: str, dataset: str) -> dict[str, dict[str, float]]:
+    """``{set: {metric: value}}`` of one stage and dataset from flat metric keys."""
+    # TODO(lead): use protocol.results_from_metrics
+    out: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        m = _METRIC.match(key)
+        if m and m["stage"] == stage and m["dataset"] == dataset:
+            out.setdefault(m["set"], {})[m["metric"]] = value
+    return out
+
+
+def add_set_means(run: Run) -> None:
+    """Add ``<stage>/<dataset>/mean/<metric>`` where only per-set values were logged."""
+    pairs = {(m["stage"], m["dataset"]) for k in run.metrics if (m := _METRIC.match(k))}
+    for stage, dataset in sorted(pairs):
+        groups = _regroup(run.metrics, stage, dataset)
+        sets = {s: v for s, v in groups.items() if s != "mean"}
+        for metric in sorted({n for v in sets.values() for n in v}):
+            key = f"{stage}/{dataset}/mean/{metric}"
+            values = [v[metric] for v in sets.values() if metric in v and math.isfinite(v[metric])]
+            if key not in run.metrics and values:
+                run.metrics[key] = sum(values) / len(values)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}{i}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _comparable(config: dict) -> dict[str, Any]:
+    flat = _flatten(config)
+    return {k: v for k, v in flat.items()
+            if not k.startswith("trainer.logger") and k.split(".")[-1] not in _LOCATION_KEYS}
+
+
+def mark_differences(runs: list[Run], base: dict | None = None) -> None:
+    """Set each run's ``differs``: the settings that differ from ``base``, or (without one)
+    the settings whose values are not the same in every run that has a config."""
+    flats = [_comparable(r.config) if r.config else None for r in runs]
+    ref = _comparable(base) if base is not None else {}
+    if base is not None:
+        keys = sorted({k for f in flats if f for k in f if f.get(k) != ref.get(k)})
+    else:
+        with_config = [f for f in flats if f]
+        union = sorted({k for f in with_config for k in f})
+        keys = [k for k in union if len({json.dumps(f.get(k)) for f in with_config}) > 1]
+    short = _short_keys(keys)
+    for run, flat in zip(runs, flats):
+        if flat is None:
+            run.differs = "(no config)"
+            continue
+        changed = [k for k in keys if base is None or flat.get(k) != ref.get(k)]
+        run.differs = " ".join(f"{short[k]}={_format(flat.get(k))}" for k in changed)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ",".join(_format(v) for v in value) + "]"
+    return "-" if value is None else str(value)
+
+
+def _table_columns(runs: list[Run]) -> list[str]:
+    """Markdown columns: the final training loss and each evaluation mean."""
+    keys = {k for r in runs for k in r.metrics}
+    means = sorted(k for k in keys if (m := _METRIC.match(k)) and m["set"] == "mean")
+    return [k for k in ("train/loss",) if k in keys] + means
+
+
+def to_rows(runs: list[Run], all_metrics: bool) -> list[dict[str, Any]]:
+    columns = sorted({k for r in runs for k in r.metrics}) if all_metrics else _table_columns(runs)
+    rows = []
+    for run in runs:
+        epochs = "-" if run.epochs is None else str(run.epochs)
+        if run.max_epochs is not None:
+            epochs += f"/{run.max_epochs}"
+        row = {"run": run.name, "status": run.status, "differs": run.differs, "epochs": epochs}
+        row.update({c: run.metrics.get(c) for c in columns})
+        if all_metrics:
+            row.update(path=str(run.path), run_id=run.run_id or "", source=run.source)
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no runs found)"
+    header = list(rows[0])
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.4f}"
+        return "-" if v in (None, "") else str(v).replace("|", "\\|")
+
+    titles = [re.sub(r"^val/", "", h).replace("/mean/", " ") for h in header]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(r[h]) for h in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_out(rows: list[dict[str, Any]], path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"results: {path} exists (add --overwrite to replace it)")
+    if path.suffix == ".json":
+        text = json.dumps(rows, indent=2, allow_nan=True)
+    elif path.suffix == ".csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["run"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    else:
+        raise ValueError(f"results --out {path}: expected a .csv or .json file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mvf_lightning results",
+        description="Collect finished, running and failed runs into one table "
+        "(Markdown on stdout).",
+    )
+    parser.add_argument("runs_dirs", nargs="+", type=Path, help="folders holding runs")
+    parser.add_argument("--out", type=Path, help="also write every metric to a .csv or .json")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--base", type=Path,
+                        help="resolved config to diff against (e.g. from --print_config); "
+                        "default: the settings that differ between the runs")
+    parser.add_argument("--all-metrics", action="store_true",
+                        help="every metric (per evaluation set too) in the Markdown table")
+    parser.add_argument("--active-minutes", type=float, default=10.0,
+                        help="an unfinished run written to this recently counts as running")
+    args = parser.parse_args(argv)
+    runs = collect_runs(args.runs_dirs, args.active_minutes)
+    for run in runs:
+        add_set_means(run)
+    mark_differences(runs, _load_yaml(args.base) if args.base else None)
+    print(markdown(to_rows(runs, args.all_metrics)))
+    if args.out:
+        write_out(to_rows(runs, all_metrics=True), args.out, args.overwrite)
+        print(f"\nwrote {len(runs)} runs to {args.out}", file=sys.stderr)
+    return 0
