@@ -346,10 +346,11 @@ def mark_differences(runs: list[Run], base: dict | None = None) -> None:
     flats = [_comparable(r.config) if r.config else None for r in runs]
     ref = _comparable(base) if base is not None else {}
     if base is not None:
-        keys = sorted({k for f in flats if f for k in f if f.get(k) != ref.get(k)})
+        order = dict.fromkeys([*ref, *(k for f in flats if f for k in f)])  # base's order
+        keys = [k for k in order if any(f and f.get(k) != ref.get(k) for f in flats)]
     else:
         with_config = [f for f in flats if f]
-        union = sorted({k for f in with_config for k in f})
+        union = list(dict.fromkeys(k for f in with_config for k in f))  # config order
         keys = [k for k in union if len({json.dumps(f.get(k)) for f in with_config}) > 1]
     short = _short_keys(keys)
     for run, flat in zip(runs, flats):

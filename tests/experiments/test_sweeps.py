@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
