@@ -252,11 +252,11 @@ def _wandb_run(folder: Path, config_dirs: dict[str, Path], active_s: float, seen
     data = read_wandb_run(folder)
     run_id = data.get("id") or _WANDB_DIR.match(folder.name)["id"]
     run = Run(name=data["name"] or run_id, path=folder, run_id=run_id, source="wandb")
-    run.config = data["config"].get("cli") or {}
     extra = config_dirs.get(run_id)
     if extra is not None:
         seen.add(extra)
-        run.config = run.config or _newest_config(extra)
+    # The saved config.yaml first: the W&B copy also lists the config files and linked keys.
+    run.config = (_newest_config(extra) if extra else {}) or data["config"].get("cli") or {}
     metrics = {k: float(v) for k, v in data["summary"].items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     epoch = metrics.pop("epoch", None)
@@ -335,7 +335,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _comparable(config: dict) -> dict[str, Any]:
-    flat = _flatten(config)
+    flat = _flatten({k: v for k, v in config.items() if k != "config"})  # the files given
     return {k: v for k, v in flat.items()
             if not k.startswith("trainer.logger") and k.split(".")[-1] not in _LOCATION_KEYS}
 

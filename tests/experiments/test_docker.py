@@ -54,6 +54,9 @@ def test_locked_install_without_dev_tools_as_a_user():
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert _instructions("ENTRYPOINT") == ['["python", "-m", "mvf_lightning"]']
     assert _instructions("VOLUME") == ['["/data", "/runs"]']
+    # the configs' relative data/ and runs/ paths land in the volumes
+    assert _instructions("WORKDIR") == ["/app"]
+    assert "ln -s /data /app/data" in DOCKERFILE and "ln -s /runs /app/runs" in DOCKERFILE
     assert "ARG WANDB_MODE=offline" in DOCKERFILE and "WANDB_MODE=${WANDB_MODE}" in DOCKERFILE
 
 
