@@ -38,7 +38,11 @@ def _sweep(name: str) -> dict:
 
 
 def _lookup(config: dict, dotted: str):
+    """A dotted key's value; like jsonargparse, ``a.b`` also finds ``a.init_args.b`` (a
+    class given by class_path, e.g. a pluggable loss)."""
     for part in dotted.split("."):
+        if part not in config and "init_args" in config:
+            config = config["init_args"]
         config = config[part]
     return config
 
@@ -105,8 +109,7 @@ def test_swept_values_reach_the_model(monkeypatch, generated, path):
     cli = MVFLightningCLI(args=expand_config_args(argv[5:]), run=False, model_only=True)
     module = cli.model
     for key, spec in params.items():
-        section, name = key.split(".")[1:]
-        assert module.hparams[section][name] == spec["value"], key
+        assert _lookup(module.hparams, key.removeprefix("model.")) == spec["value"], key
     embedder, backbone = module.model.embedder, module.model.backbone
     for key, spec in params.items():
         if key == "model.embedder.num_tokens":
