@@ -36,7 +36,7 @@ running: written to in the last ``--active-minutes``; stopped: none of these (ki
 
 _WANDB_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[^.\s]+)$")
 _EVAL_JSON = re.compile(r"^(?P<stage>[a-z]+)_epoch(?P<epoch>\d+)\.json$")
-_METRIC = re.compile(r"^(?P<stage>val|test)/(?P<dataset>[^/]+)/(?P<set>[^/]+)/(?P<metric>[^/]+)$")
+_METRIC = re.compile(r"^(?P<stage>val|test)/(?P<dataset>[^/]+)/(?P<set>.+)/(?P<metric>[^/]+)$")
 # Keys that name where a run writes, not what it does: never reported as a difference.
 _LOCATION_KEYS = {"dirpath", "save_dir", "default_root_dir", "cache_dir", "ckpt_path", "dir",
                   "output_dir"}
@@ -221,6 +221,11 @@ def _run_folders(root: Path) -> Iterator[tuple[str, Path]]:
         elif "metrics.csv" in files:
             yield "csv", here
         elif "evaluation" in dirs and any((here / "evaluation").glob("*_epoch*.json")):
+            if (here / "wandb").is_dir():  # a W&B save_dir: JSONs of several runs mixed
+                print(f"results: skipped {here / 'evaluation'}: it belongs to no single run "
+                      "(W&B runs keep theirs in <save_dir>/<project>/<run id>/evaluation)",
+                      file=sys.stderr)
+                continue
             yield "evaluation", here
 
 

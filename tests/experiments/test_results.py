@@ -154,6 +154,17 @@ def hand_made(tmp_path):
     return runs
 
 
+def test_evaluation_jsons_of_a_wandb_save_dir_are_no_run(hand_made, capsys):
+    """JSONs in a folder that also holds W&B runs mix several runs: not one row."""
+    mixed = hand_made / "wandb_save_dir"
+    (mixed / "wandb").mkdir(parents=True)
+    (mixed / "evaluation").mkdir()
+    (mixed / "evaluation" / "val_epoch0000.json").write_text(json.dumps(
+        {"stage": "val", "epoch": 0, "dataset": "penn", "sets": {}, "mean": {}}))
+    assert "wandb_save_dir" not in {run.name for run in collect_runs([hand_made])}
+    assert "belongs to no single run" in capsys.readouterr().err
+
+
 def test_failed_running_and_stopped_runs_are_marked_not_dropped(hand_made, capsys):
     markdown, rows = _results(capsys, str(hand_made))
     by_name = {row["run"]: row for row in rows}
