@@ -30,7 +30,7 @@ import yaml
 
 from .sweep import _short_keys
 
-STATUSES = ("finished", "failed", "running", "stopped")
+STATUSES = ("finished", "failed (exit N)", "running", "stopped")
 """finished: exited normally or reached max_epochs; failed: W&B saw a non-zero exit;
 running: written to in the last ``--active-minutes``; stopped: none of these (killed, or lost)."""
 
@@ -194,9 +194,7 @@ def _csv_metrics(path: Path) -> tuple[dict[str, float], int | None]:
     return metrics, epoch
 
 
-def _status(finished: bool | None, failed: bool, newest_write: float, active_s: float) -> str:
-    if failed:
-        return "failed"
+def _status(finished: bool, newest_write: float, active_s: float) -> str:
     if finished:
         return "finished"
     return "running" if time.time() - newest_write < active_s else "stopped"
@@ -275,9 +273,11 @@ def _wandb_run(folder: Path, config_dirs: dict[str, Path], active_s: float, seen
     run.max_epochs = _max_epochs(run.config)
     code = data["exit_code"]
     newest = max(p.stat().st_mtime for p in folder.glob("*.wandb"))
-    run.status = _status(code == 0 if code is not None else None, bool(code), newest, active_s)
     if code:
         run.status = f"failed (exit {code})"
+    else:
+        finished = code == 0 or _reached_max(run.epochs, run.max_epochs)
+        run.status = _status(finished, newest, active_s)
     return run
 
 
@@ -295,7 +295,7 @@ def _local_run(kind: str, folder: Path, root: Path, active_s: float) -> Run:
     files += list((folder / "evaluation").glob("*.json"))
     run.max_epochs = _max_epochs(run.config)
     newest = max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
-    run.status = _status(_reached_max(run.epochs, run.max_epochs), False, newest, active_s)
+    run.status = _status(_reached_max(run.epochs, run.max_epochs), newest, active_s)
     return run
 
 
