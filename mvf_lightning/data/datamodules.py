@@ -13,6 +13,8 @@ whatever the index split is called); :meth:`VideoDataModule.eval_sets` describes
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +22,14 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import ConcatDataset, DataLoader
 
-from .augment import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainAugmentation
+from .augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalCrop,
+    EvalTransform,
+    TrainAugmentation,
+    TrainAugmentationConfig,
+)
 from .datasets import (
     BrokenVideoTracker,
     EpochSeededSampler,
@@ -31,7 +40,8 @@ from .datasets import (
 )
 from .demo import DEMO_NUM_PHASES, default_demo_root, ensure_demo_dataset, is_demo_dataset
 from .index import VideoIndex, load_split
-from .sampling import TimeAugmentSampler
+from .probe import ProbeReport, probe_cache_dir, probe_training_videos, warn_frame_mismatches
+from .sampling import TimeAugmentSampler, TimeWindow
 
 __all__ = [
     "DemoDataModule",
@@ -44,6 +54,7 @@ __all__ = [
 ]
 
 EVAL_ROLES = ("train", "val")
+_UNRESOLVED = object()
 
 
 @dataclass(frozen=True)
@@ -75,16 +86,27 @@ class VideoDataModule(LightningDataModule):
         eval_by_group: one evaluation set per group (Penn Action: per action); otherwise one
             set named ``eval_set_name``.
         groups: keep only these groups (training and evaluation); None keeps all.
+        eval_groups: evaluate only these groups (e.g. K400's ``[baseball_pitch]``); None: all.
         decode_size: ``[height, width]`` to resize to while decoding; None keeps the stored size.
-        min_scale / max_scale / view_overlap: :class:`TimeAugmentSampler` parameters.
-        max_broken_fraction: share of (this rank's) training videos allowed to fail decoding
-            before training stops with the list of files.
+        eval_crop: ``native`` (the reference's: the centred ``crop_size`` square at the
+            frame's own resolution) or ``resize`` (short side to ``crop_size``, then centre).
+        mean / std: normalisation; None uses the backbone's own (:meth:`normalization`).
+        min_scale / max_scale / view_overlap / time_window: :class:`TimeAugmentSampler`
+            parameters (``time_window``: ``video`` scales the whole video, ``frames`` one
+            view's frames, FineGym's rule).
+        augmentation: per-view spatial augmentation (:class:`TrainAugmentationConfig`).
+        max_broken_fraction / max_broken_videos: training stops when more than
+            ``max(max_broken_videos, floor(max_broken_fraction * N))`` of its N training
+            videos cannot be read.
+        check_videos: before training, open every training video once (cached per index)
+            to stop early if too many are broken and warn about frame-count mismatches.
         seed: seeds shuffling and frame sampling (per seed, epoch, video).
         pin_memory: pin host memory (only takes effect when CUDA is available).
 
-    Evaluation videos must all decode (a broken one raises); broken training videos are
-    skipped, warned about once per file and kept in :attr:`broken_videos` (also saved in
-    checkpoints through :meth:`state_dict`).
+    Broken training videos are skipped (the next video is used), warned about and kept in
+    :attr:`broken_videos` (also saved in checkpoints through :meth:`state_dict`); when the
+    up-front check finds more than the tolerance, training stops before its first step with
+    one line naming the count and where the list is.
     """
 
     prepare_hint = "python -m mvf_lightning prepare <dataset> --out {root}"
@@ -103,6 +125,7 @@ class VideoDataModule(LightningDataModule):
         eval_by_group: bool = False,
         eval_set_name: str = "default",
         groups: list[str] | None = None,
+        eval_groups: list[str] | None = None,
         num_frames: int = 80,
         batch_size: int = 1,
         num_workers: int = 4,
@@ -112,24 +135,17 @@ class VideoDataModule(LightningDataModule):
         decode_threads: int = 1,
         eval_stride: int = 1,
         crop_size: int = 224,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        eval_crop: EvalCrop = "resize",
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
         min_scale: float = 1.0,
         max_scale: float = 1.5,
         view_overlap: float = 0.2,
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        hflip_prob: float = 0.5,
-        jitter_prob: float = 0.8,
-        brightness: float = 0.8,
-        contrast: float = 0.8,
-        saturation: float = 0.8,
-        hue: float = 0.2,
-        blur_prob: float = 0.4,
-        blur_kernel_size: int = 9,
-        blur_sigma: tuple[float, float] = (0.1, 2.0),
-        grayscale_prob: float = 0.2,
+        time_window: TimeWindow = "video",
+        augmentation: TrainAugmentationConfig = TrainAugmentationConfig(),
         max_broken_fraction: float = 0.01,
+        max_broken_videos: int = 3,
+        check_videos: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -138,6 +154,12 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if isinstance(augmentation, dict):
+            augmentation = TrainAugmentationConfig(**augmentation)
+        if not isinstance(augmentation, TrainAugmentationConfig):
+            raise TypeError(
+                f"data.augmentation must be a TrainAugmentationConfig, got {augmentation!r}"
+            )
         self.root = str(root)
         self.train_split = train_split
         self.eval_root = str(eval_root) if eval_root is not None else self.root
@@ -146,6 +168,7 @@ class VideoDataModule(LightningDataModule):
         self.eval_by_group = eval_by_group
         self.eval_set_name = eval_set_name
         self.groups = None if groups is None else list(groups)
+        self.eval_groups = None if eval_groups is None else list(eval_groups)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
@@ -154,30 +177,63 @@ class VideoDataModule(LightningDataModule):
         self.decode_threads = int(decode_threads)
         self.eval_stride = int(eval_stride)
         self.max_broken_fraction = float(max_broken_fraction)
+        self.max_broken_videos = int(max_broken_videos)
+        self.check_videos = bool(check_videos)
         self.seed = int(seed)
-        self.sampler = TimeAugmentSampler(num_frames, min_scale, max_scale, view_overlap)
-        self.train_augment = TrainAugmentation(
-            crop_size=crop_size,
-            crop_scale=crop_scale,
-            crop_ratio=crop_ratio,
-            hflip_prob=hflip_prob,
-            jitter_prob=jitter_prob,
-            brightness=brightness,
-            contrast=contrast,
-            saturation=saturation,
-            hue=hue,
-            blur_prob=blur_prob,
-            blur_kernel_size=blur_kernel_size,
-            blur_sigma=blur_sigma,
-            grayscale_prob=grayscale_prob,
-            mean=mean,
-            std=std,
+        self.augmentation = augmentation
+        self.sampler = TimeAugmentSampler(
+            num_frames, min_scale, max_scale, view_overlap, window=time_window
         )
-        self.eval_transform = EvalTransform(crop_size=crop_size, mean=mean, std=std)
+        self._mean = None if mean is None else tuple(float(v) for v in mean)
+        self._std = None if std is None else tuple(float(v) for v in std)
+        self._stats_from: object = _UNRESOLVED
+        start_mean, start_std = self._mean or IMAGENET_MEAN, self._std or IMAGENET_STD
+        self.train_augment = TrainAugmentation.from_config(
+            augmentation, crop_size=crop_size, mean=start_mean, std=start_std
+        )
+        self.eval_transform = EvalTransform(
+            crop_size=crop_size, mean=start_mean, std=start_std, crop=eval_crop
+        )
         self.train_dataset: TrainClipDataset | None = None
         self.eval_dataset: ConcatDataset | None = None
-        self.broken = BrokenVideoTracker(0, self.max_broken_fraction)
+        self.broken = BrokenVideoTracker(0, self.max_broken_fraction, self.max_broken_videos)
         self._eval_indexes: dict[str, VideoIndex] | None = None
+
+    # ------------------------------------------------------------------ normalisation
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` used for training and evaluation frames.
+
+        Values given to the DataModule win; a ``None`` one is the backbone's own
+        (``trainer.lightning_module.model.backbone.mean/std``, from timm's data config), or
+        ImageNet's with one warning when the module has no such backbone.
+        """
+        trainer = self._trainer_or_none()
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        if self._stats_from is module and self._stats_from is not _UNRESOLVED:
+            return self._resolved
+        backbone = getattr(getattr(module, "model", None), "backbone", None)
+        mean, std = self._mean, self._std
+        if mean is None or std is None:
+            own_mean = getattr(backbone, "mean", None)
+            own_std = getattr(backbone, "std", None)
+            if own_mean is None or own_std is None:
+                if module is not None:
+                    warnings.warn(
+                        f"{type(module).__name__} has no model.backbone.mean/std: normalising "
+                        "frames with ImageNet's (set data.mean and data.std to choose)",
+                        stacklevel=2,
+                    )
+                own_mean, own_std = IMAGENET_MEAN, IMAGENET_STD
+            mean = mean or tuple(float(v) for v in own_mean)
+            std = std or tuple(float(v) for v in own_std)
+        self.train_augment.set_normalization(mean, std)
+        self.eval_transform.set_normalization(mean, std)
+        self._resolved = (tuple(mean), tuple(std))
+        self._stats_from = module
+        return self._resolved
+
+    def _trainer_or_none(self) -> Any:
+        return getattr(self, "trainer", None)
 
     # ------------------------------------------------------------------ indexes
     def hint(self, root: str) -> str:
@@ -219,6 +275,14 @@ class VideoDataModule(LightningDataModule):
         if not self.eval_by_group:
             return [(self.eval_set_name, role, index) for role, index in indexes.items()]
         names = list(dict.fromkeys(g for index in indexes.values() for g in index.groups))
+        if self.eval_groups is not None:
+            missing = [g for g in self.eval_groups if g not in names]
+            if missing:
+                raise ValueError(
+                    f"eval groups {missing} not in {self.eval_root}/index "
+                    f"{self.eval_train_split}/{self.eval_val_split} (it has {names})"
+                )
+            names = [g for g in names if g in self.eval_groups]
         return [
             (name, role, index.by_group(name)) for name in names for role, index in indexes.items()
         ]
@@ -239,10 +303,48 @@ class VideoDataModule(LightningDataModule):
         }
 
     # ------------------------------------------------------------------ Lightning hooks
+    def prepare_data(self) -> None:
+        """Check the training videos once per node (the result is cached for :meth:`setup`)."""
+        if self.check_videos:
+            self._check_training_videos(self._load(self.root, self.train_split), warn=False)
+
+    def _check_training_videos(self, index: VideoIndex, warn: bool = True) -> ProbeReport:
+        """Open every training video (cached); warn about frame-count mismatches; stop with
+        one line when more are unreadable than the tolerance allows."""
+        cache = probe_cache_dir(self.root)
+        report = probe_training_videos(index, max(1, self.num_workers), cache)
+        tracker = BrokenVideoTracker(
+            len(index),
+            self.max_broken_fraction,
+            self.max_broken_videos,
+            list_path=str(cache / f"{index.split}.broken.txt"),
+        )
+        tracker.add(list(report.broken), warn=False)
+        if warn:
+            where = f"{self.root}/index/{index.split}.json"
+            if report.broken:
+                names = ", ".join(os.path.basename(p) for p in list(report.broken)[:3])
+                more = ", ..." if len(report.broken) > 3 else ""
+                listed = tracker.write_list()
+                warnings.warn(
+                    f"{where}: {len(report.broken)} of {len(index)} training videos cannot be "
+                    f"read ({names}{more}; list in {listed}); they are skipped "
+                    f"({tracker.describe_limit()})",
+                    stacklevel=2,
+                )
+            warn_frame_mismatches(report, where)
+        tracker.check()
+        return report
+
     def setup(self, stage: str | None = None) -> None:
+        self.normalization()
         if stage in (None, "fit") and self.train_dataset is None:
+            index = self._load(self.root, self.train_split)
+            if self.check_videos:
+                report = self._check_training_videos(index)
+                self.broken.add(list(report.broken), warn=False)
             self.train_dataset = TrainClipDataset(
-                self._load(self.root, self.train_split),
+                index,
                 self.sampler,
                 decode_size=self.decode_size,
                 seed=self.seed,
@@ -278,6 +380,9 @@ class VideoDataModule(LightningDataModule):
             self.train_dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed
         )
         self.broken.num_videos = len(sampler)
+        self.broken.list_path = str(
+            probe_cache_dir(self.root) / f"{self.train_split}.broken.rank{rank}.txt"
+        )
         return DataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
@@ -326,6 +431,7 @@ class VideoDataModule(LightningDataModule):
             if broken:
                 self.broken.update(broken)
         frames = batch["frames"]
+        self.normalization()
         trainer = self.trainer
         training = trainer.training if trainer is not None else True
         if training and frames.ndim == 6:
@@ -365,7 +471,11 @@ class PennActionDataModule(VideoDataModule):
 
 
 class FineGymDataModule(VideoDataModule):
-    """FineGym 99 or 288: splits ``<variant>_train`` / ``<variant>_val``; one evaluation set."""
+    """FineGym 99 or 288: splits ``<variant>_train`` / ``<variant>_val``; one evaluation set.
+
+    Views are local windows (``time_window="frames"``: ``ceil(r min(L, T))`` frames at a
+    random offset), the reference's FineGym sampling.
+    """
 
     prepare_hint = (
         "python -m mvf_lightning prepare finegym --annotations "
@@ -378,6 +488,7 @@ class FineGymDataModule(VideoDataModule):
         root: str,
         variant: Literal["gym99", "gym288"] = "gym99",
         num_frames: int = 240,
+        time_window: TimeWindow = "frames",
         **kwargs: Any,
     ) -> None:
         if variant not in ("gym99", "gym288"):
@@ -393,6 +504,7 @@ class FineGymDataModule(VideoDataModule):
             eval_by_group=False,
             eval_set_name=variant,
             num_frames=num_frames,
+            time_window=time_window,
             **kwargs,
         )
 
@@ -400,8 +512,9 @@ class FineGymDataModule(VideoDataModule):
 class Kinetics400DataModule(VideoDataModule):
     """Kinetics-400 pretraining: unlabeled split ``train_split`` of ``root``; evaluation on
     Penn Action (one set per action, splits ``train``/``val``) from ``eval_root``, or none
-    without it. Missing or undecodable clips are skipped up to ``max_broken_fraction``
-    (default 5%: every real copy has some)."""
+    without it; ``eval_actions`` restricts evaluation to those actions (the reference
+    evaluates ``[baseball_pitch]`` only). Missing or undecodable clips are skipped up to
+    ``max_broken_fraction`` (default 5%: every real copy has some)."""
 
     eval_name = "penn"
 
@@ -413,6 +526,7 @@ class Kinetics400DataModule(VideoDataModule):
         self,
         root: str,
         eval_root: str | None = None,
+        eval_actions: list[str] | None = None,
         max_broken_fraction: float = 0.05,
         **kwargs: Any,
     ) -> None:
@@ -424,6 +538,7 @@ class Kinetics400DataModule(VideoDataModule):
             eval_val_split="val" if has_eval else None,
             eval_by_group=True,
             groups=None,
+            eval_groups=eval_actions,
             max_broken_fraction=max_broken_fraction,
             **kwargs,
         )
@@ -436,9 +551,10 @@ class Kinetics400DataModule(VideoDataModule):
 
 class PouringDataModule(VideoDataModule):
     """Pouring (TCC): splits ``train`` / ``val`` (``eval_val_split="test"`` for the test set);
-    one evaluation set, ``pouring``."""
+    one evaluation set, ``pouring``; Kendall's tau and retrieval every 5th frame."""
 
     eval_name = "pouring"
+    alignment_stride = 5
 
     prepare_hint = (
         "python -m mvf_lightning prepare pouring --carl <CARL pouring> --trust-pickle --out {root}"

@@ -12,14 +12,16 @@ Broken videos in training: an item that cannot be decoded is replaced by the nex
 the index (up to ``max_substitutes`` tries) and the failing files travel with the item in
 its ``broken`` list, because workers are separate processes. The DataModule (or any loop)
 aggregates these in the main process with :class:`BrokenVideoTracker`, which warns once
-per file and raises once the broken share passes a threshold.
+per file and raises once more are broken than the tolerance allows.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from .sampling import StrideSampler, TimeAugmentSampler
 
 __all__ = [
     "BrokenVideoTracker",
+    "TooManyBrokenVideosError",
     "EpochSeededSampler",
     "EvalVideoDataset",
     "TrainClipDataset",
@@ -127,8 +130,9 @@ class TrainClipDataset(VideoDataset):
     ``seq_lens`` int64 ``[2]`` (= L), ``index`` (the video actually used), ``broken``
     (files that failed on the way). Only the union of both views' frames is decoded, once.
     The per-item generator is ``np.random.default_rng([seed, epoch, index])``. ``L`` is the
-    smaller of the index's ``num_frames`` and the decoder's count, so a slightly
-    optimistic index cannot ask for frames that do not exist.
+    smaller of the index's ``num_frames`` and the decoder's count (CARL's rule: the longer is
+    resampled to the shorter): an index listing more frames than decode trains on the frames
+    that exist; a file with more frames than listed is sampled at ``floor(j * decodable / L)``.
     """
 
     def __init__(
@@ -156,14 +160,17 @@ class TrainClipDataset(VideoDataset):
 
     def _item(self, i: int, epoch: int) -> dict[str, Any]:
         video = self.open(i)
-        length = len(video)
-        if self.record(i).num_frames > 0:
-            length = min(length, self.record(i).num_frames)
+        decodable = len(video)
+        listed = self.record(i).num_frames
+        length = min(decodable, listed) if listed > 0 else decodable
         if length < 1:
             raise VideoDecodeError(self.path(i), "video has no frames")
         rng = np.random.default_rng([self.seed, epoch, i])
         sample = self.sampler(length, rng)
-        frames = video.read(sample.steps.reshape(-1))  # decodes the unique union once
+        # CARL's rule when the file has more frames than the index lists: resample the video
+        # to the listed length (frame floor(j * decodable / length)).
+        frame_ids = sample.steps if decodable == length else sample.steps * decodable // length
+        frames = video.read(frame_ids.reshape(-1))  # decodes the unique union once
         frames = frames.reshape(*sample.steps.shape, *frames.shape[1:])
         num_views = sample.steps.shape[0]
         return {
@@ -303,43 +310,90 @@ class EpochSeededSampler(DistributedSampler):
         return ((int(i), epoch) for i in super().__iter__())
 
 
+class TooManyBrokenVideosError(RuntimeError):
+    """More training videos are unreadable than the configured tolerance allows."""
+
+
 class BrokenVideoTracker:
     """Main-process record of broken training videos reported through items' ``broken`` lists.
 
-    Warns once per file; raises :class:`RuntimeError` listing the files once more than
-    ``max_broken_fraction`` of ``num_videos`` (the videos this process trains on) failed.
+    Tolerance: ``limit = max(max_broken_videos, floor(max_broken_fraction * num_videos))``
+    broken files. Warns once per file; past the limit writes the list to ``list_path`` (if
+    set) and raises :class:`TooManyBrokenVideosError` with one line saying how many, where
+    the list is and which settings to change.
     """
 
-    def __init__(self, num_videos: int, max_broken_fraction: float = 0.01) -> None:
+    def __init__(
+        self,
+        num_videos: int,
+        max_broken_fraction: float = 0.01,
+        max_broken_videos: int = 3,
+        list_path: str | None = None,
+    ) -> None:
         if not 0.0 <= max_broken_fraction <= 1.0:
             raise ValueError(f"max_broken_fraction must be in [0, 1], got {max_broken_fraction}")
+        if max_broken_videos < 0:
+            raise ValueError(f"max_broken_videos must be >= 0, got {max_broken_videos}")
         self.num_videos = int(num_videos)
         self.max_broken_fraction = float(max_broken_fraction)
+        self.max_broken_videos = int(max_broken_videos)
+        self.list_path = list_path
         self.files: list[str] = []
         self._seen: set[str] = set()
 
     @property
     def limit(self) -> int:
         """Most broken files tolerated."""
-        return math.floor(self.max_broken_fraction * self.num_videos)
+        return max(self.max_broken_videos, math.floor(self.max_broken_fraction * self.num_videos))
 
-    def update(self, paths: Sequence[str]) -> None:
+    def describe_limit(self) -> str:
+        return (
+            f"{self.limit} allowed = max(data.max_broken_videos={self.max_broken_videos}, "
+            f"data.max_broken_fraction={self.max_broken_fraction} x {self.num_videos})"
+        )
+
+    def add(self, paths: Sequence[str], warn: bool = True) -> list[str]:
+        """Record ``paths``; returns the ones not seen before (warned about if ``warn``)."""
         new = [p for p in dict.fromkeys(paths) if p not in self._seen]
         for p in new:
             self._seen.add(p)
             self.files.append(p)
-            warnings.warn(
-                f"broken training video {p} skipped "
-                f"({len(self.files)} so far, limit {self.limit} of {self.num_videos})",
-                stacklevel=2,
-            )
-        if new and len(self.files) > self.limit:
-            listing = "\n  ".join(self.files)
-            raise RuntimeError(
-                f"{len(self.files)} of {self.num_videos} training videos could not be decoded, "
-                f"more than max_broken_fraction={self.max_broken_fraction}; fix or remove them "
-                f"from the index (or raise max_broken_fraction):\n  {listing}"
-            )
+            if warn:
+                warnings.warn(
+                    f"broken training video {p} skipped "
+                    f"({len(self.files)} so far, {self.describe_limit()})",
+                    stacklevel=3,
+                )
+        return new
+
+    def update(self, paths: Sequence[str]) -> None:
+        if self.add(paths):
+            self.check()
+
+    def write_list(self) -> str | None:
+        """Write the broken files, one per line, to ``list_path``; returns it (None if unset)."""
+        if self.list_path is None:
+            return None
+        try:
+            Path(self.list_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.list_path).write_text("".join(f"{p}\n" for p in self.files))
+        except OSError:
+            return None
+        return self.list_path
+
+    def check(self) -> None:
+        """Raise :class:`TooManyBrokenVideosError` if more files are broken than allowed."""
+        if len(self.files) <= self.limit:
+            return
+        where = self.write_list()
+        names = ", ".join(os.path.basename(p) for p in self.files[:3])
+        more = ", ..." if len(self.files) > 3 else ""
+        listing = f"the list is in {where}" if where else f"they are: {', '.join(self.files)}"
+        raise TooManyBrokenVideosError(
+            f"{len(self.files)} of {self.num_videos} training videos cannot be read "
+            f"({names}{more}), more than the {self.describe_limit()}; {listing}; fix or remove "
+            "them from the index, or raise data.max_broken_videos / data.max_broken_fraction"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"broken_videos": list(self.files)}

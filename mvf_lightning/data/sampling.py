@@ -11,11 +11,15 @@ way), so we call ``rng.integers(low, high)``, also exclusive.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
-__all__ = ["StrideSampler", "TimeAugmentSampler", "ViewSample"]
+__all__ = ["StrideSampler", "TimeAugmentSampler", "TimeWindow", "ViewSample"]
+
+TimeWindow = Literal["video", "frames"]
+"""What the time-augment block scales: the whole video (``ceil(r L)``: Penn Action, K400,
+Pouring) or the frames of one view (``ceil(r min(L, T))``: FineGym, a local window)."""
 
 
 class ViewSample(NamedTuple):
@@ -33,13 +37,17 @@ class ViewSample(NamedTuple):
 class TimeAugmentSampler:
     """Two views of ``num_frames`` steps each, following MV-Former's "time augment".
 
-    Per view: ``n = min(L, T)``; ``r ~ U(min_scale, max_scale)``; ``block = ceil(r L)``;
+    Per view: ``n = min(L, T)``; ``r ~ U(min_scale, max_scale)``; ``block = ceil(r L)`` with
+    ``window="video"`` (Penn Action, K400, Pouring) or ``ceil(r n)`` with ``window="frames"``
+    (FineGym: a local window of ``n`` to ``1.5 n`` frames at a random offset);
     ``steps = sort(offset + permutation(block)[:n])``, padded with ``L`` up to ``T``; a step
     ``>= L`` is masked, then steps are clamped to ``[0, L - 1]``. View 1's offset is drawn in
     ``[0, max(L - block, 1))``; view 2's near view 1's smallest step ``s0`` with
     ``shift = int((1 - view_overlap) n)``. With ``r >= 1`` both offsets are 0: the
     randomness is which block positions are kept, and those past the end are masked, so a
-    view has at most ``n`` valid frames (exactly ``n`` when ``r = 1``). If ``min_scale < 1``
+    view has at most ``n`` valid frames (exactly ``n`` when ``r = 1``). With
+    ``window="frames"`` and ``L > 1.5 T`` the offsets move and a view spans at most
+    ``ceil(max_scale T)`` frames. If ``min_scale < 1``
     makes ``block < n``, only ``block`` positions exist and the rest is padding.
     """
 
@@ -51,6 +59,7 @@ class TimeAugmentSampler:
         min_scale: float = 1.0,
         max_scale: float = 1.5,
         view_overlap: float = 0.2,
+        window: TimeWindow = "video",
     ) -> None:
         if int(num_frames) < 1:
             raise ValueError(f"TimeAugmentSampler: num_frames must be >= 1, got {num_frames}")
@@ -63,7 +72,12 @@ class TimeAugmentSampler:
             raise ValueError(
                 f"TimeAugmentSampler: view_overlap must be in [0, 1], got {view_overlap}"
             )
+        if window not in ("video", "frames"):
+            raise ValueError(
+                f"TimeAugmentSampler: window must be 'video' or 'frames', got {window!r}"
+            )
         self.num_frames = int(num_frames)
+        self.window = window
         self.min_scale = float(min_scale)
         self.max_scale = float(max_scale)
         self.view_overlap = float(view_overlap)
@@ -71,13 +85,15 @@ class TimeAugmentSampler:
     def __repr__(self) -> str:
         return (
             f"TimeAugmentSampler(num_frames={self.num_frames}, min_scale={self.min_scale}, "
-            f"max_scale={self.max_scale}, view_overlap={self.view_overlap})"
+            f"max_scale={self.max_scale}, view_overlap={self.view_overlap}, "
+            f"window={self.window!r})"
         )
 
     def _view(self, length: int, rng: np.random.Generator, s0: int | None) -> np.ndarray:
         """Unclamped steps of one view, int64 ``[T]``; ``s0`` = smallest step of view 1."""
         n = min(length, self.num_frames)
-        block = math.ceil(rng.uniform(self.min_scale, self.max_scale) * length)
+        span = length if self.window == "video" else n
+        block = math.ceil(rng.uniform(self.min_scale, self.max_scale) * span)
         if s0 is None:
             offset = rng.integers(0, max(length - block, 1))
         else:

@@ -127,9 +127,14 @@ def test_cli_signature_resolves_subclass_kwargs():
     jsonargparse = pytest.importorskip("jsonargparse")
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(PennActionDataModule, "data")
-    cfg = parser.parse_args(["--data.root=/x", "--data.hflip_prob=0.1", "--data.actions=[squat]"])
-    assert cfg.data.hflip_prob == 0.1 and cfg.data.actions == ["squat"]
-    assert cfg.data.num_frames == 80 and cfg.data.crop_scale == (0.8, 1.0)
+    cfg = parser.parse_args(
+        ["--data.root=/x", "--data.augmentation.hflip_prob=0.1", "--data.actions=[squat]"]
+    )
+    assert cfg.data.augmentation.hflip_prob == 0.1 and cfg.data.actions == ["squat"]
+    assert cfg.data.num_frames == 80 and cfg.data.augmentation.crop_scale == (0.8, 1.0)
+    dm = parser.instantiate(cfg).data
+    assert dm.augmentation.hflip_prob == 0.1
+    assert dm.train_augment.augment[0].p == 0.1  # reaches the Kornia flip
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(FineGymDataModule, "data")
     with pytest.raises(jsonargparse.ArgumentError):
@@ -236,6 +241,8 @@ def test_trainer_fit_batches_and_broken_videos(tmp_path, tiny_root):
     assert [p.rsplit("/", 1)[-1] for p in dm.broken_videos] == ["corrupt.mp4"]
     assert dm.state_dict() == {"broken_videos": dm.broken_videos}
 
-    strict = VideoDataModule(str(root), batch_size=2, max_broken_fraction=0.0, **SMALL)
+    strict = VideoDataModule(
+        str(root), batch_size=2, max_broken_fraction=0.0, max_broken_videos=0, **SMALL
+    )
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match=r"(?s)1 of 5.*corrupt\.mp4"):
         _trainer(tmp_path, limit_train_batches=3).fit(_tiny_module(seen), datamodule=strict)

@@ -120,7 +120,7 @@ def test_all_broken_raises(tmp_path):
 
 
 def test_broken_tracker_threshold():
-    tracker = BrokenVideoTracker(num_videos=200, max_broken_fraction=0.01)
+    tracker = BrokenVideoTracker(num_videos=200, max_broken_fraction=0.01, max_broken_videos=0)
     with pytest.warns(UserWarning, match="a.mp4"):
         tracker.update(["a.mp4", "a.mp4"])
     with pytest.warns(UserWarning, match="b.mp4"):
