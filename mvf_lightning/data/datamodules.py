@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import ConcatDataset, DataLoader
 
 from .augment import (
@@ -40,7 +41,7 @@ from .datasets import (
 )
 from .demo import DEMO_NUM_PHASES, default_demo_root, ensure_demo_dataset, is_demo_dataset
 from .index import VideoIndex, load_split
-from .probe import ProbeReport, probe_cache_dir, probe_training_videos, warn_frame_mismatches
+from .probe import ProbeReport, check_training_videos, probe_cache_dir, warn_frame_mismatches
 from .sampling import TimeAugmentSampler, TimeWindow
 
 __all__ = [
@@ -312,7 +313,9 @@ class VideoDataModule(LightningDataModule):
         """Open every training video (cached); warn about frame-count mismatches; stop with
         one line when more are unreadable than the tolerance allows."""
         cache = probe_cache_dir(self.root)
-        report = probe_training_videos(index, max(1, self.num_workers), cache)
+        report = check_training_videos(
+            index, cache / f"{index.split}.jsonl", max(1, self.num_workers)
+        )
         tracker = BrokenVideoTracker(
             len(index),
             self.max_broken_fraction,
@@ -333,6 +336,10 @@ class VideoDataModule(LightningDataModule):
                     stacklevel=2,
                 )
             warn_frame_mismatches(report, where)
+            rank_zero_info(
+                f"{where}: {len(index) - len(report.broken)} of {len(index)} training videos "
+                f"readable; unreadable ones are skipped, up to {tracker.describe_limit()}"
+            )
         tracker.check()
         return report
 
@@ -379,7 +386,8 @@ class VideoDataModule(LightningDataModule):
         sampler = EpochSeededSampler(
             self.train_dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed
         )
-        self.broken.num_videos = len(sampler)
+        # The tolerance is over the whole training set (the up-front check counts all of it).
+        self.broken.num_videos = len(self.train_dataset)
         self.broken.list_path = str(
             probe_cache_dir(self.root) / f"{self.train_split}.broken.rank{rank}.txt"
         )

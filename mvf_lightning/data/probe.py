@@ -1,11 +1,11 @@
-"""Up-front check of the training videos: can each be opened, and does its frame count match
-the index? Run once before training, cached per index split, so that too many broken files
-stop a run before its first step instead of in the middle of an epoch.
+"""Probing videos without decoding them all: is a file readable, how many frames has it?
 
-Only the container is opened (header and frame index, no frames decoded), in a thread pool.
-The cache (``<root>/index/.probe/<split>.json``, or under ``~/.cache/mvf_lightning/probe``
-when the dataset folder is read-only) keeps one entry per file, reused while the file's size
-and modification time are unchanged.
+:func:`probe` never raises for one bad file (it returns the reason) and :class:`ProbeCache`
+keeps results across runs, keyed by path, size and modification time; the dataset converters
+(``prepare``) and the training-video check use both. :func:`check_training_videos` opens
+every training video once before training (cached), so that too many broken files stop a run
+before its first step instead of in the middle of an epoch, and frame counts that disagree
+with the index are reported.
 """
 
 from __future__ import annotations
@@ -13,32 +13,119 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..utils.atomic import atomic_path
-from .decode import VideoDecodeError, VideoFile
+from .decode import VideoDecodeError, VideoInfo, probe_video
 from .index import INDEX_DIRNAME, VideoIndex
 
-__all__ = ["ProbeReport", "probe_cache_dir", "probe_training_videos", "warn_frame_mismatches"]
+__all__ = [
+    "ProbeCache",
+    "ProbeReport",
+    "check_training_videos",
+    "probe",
+    "probe_cache_dir",
+    "warn_frame_mismatches",
+]
 
-CACHE_VERSION = 1
 PROGRESS_MIN_VIDEOS = 200
-"""Sets at least this large show a progress bar while they are checked."""
+"""Checks of at least this many files show a progress bar."""
 MAX_WARNED_MISMATCHES = 10
+
+
+def probe(path: str | os.PathLike) -> VideoInfo | str:
+    """``VideoInfo`` of a readable video, else a short reason (``"missing"``, decode error)."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        info = probe_video(path)
+    except VideoDecodeError as e:
+        return f"undecodable: {e.reason}"
+    except Exception as e:  # a decoder bug on one file must not stop a conversion
+        return f"undecodable: {type(e).__name__}: {e}"
+    if info.num_frames <= 0:
+        return "empty: no frames"
+    return info
+
+
+
+
+class ProbeCache:
+    """Append-only JSON-lines cache of probe results, so a restarted scan skips probed files.
+
+    Keyed by absolute path, file size and modification time: a replaced file is probed
+    again. A truncated last line (the run was killed mid-write) is ignored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        if path.is_file():
+            with open(path) as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        self._entries[entry["key"]] = entry
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a")  # noqa: SIM115 - kept open for the scan, closed in close()
+
+    @staticmethod
+    def key(path: Path) -> str | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+    def get(self, path: Path) -> VideoInfo | str | None:
+        """The cached result for ``path`` (VideoInfo or failure reason), None if not cached."""
+        key = self.key(path)
+        entry = self._entries.get(key) if key else None
+        if entry is None:
+            return None
+        if "error" in entry:
+            return entry["error"]
+        return VideoInfo(**entry["info"])
+
+    def put(self, path: Path, result: VideoInfo | str) -> None:
+        key = self.key(path)
+        if key is None:  # missing files are not cached: they may appear later
+            return
+        entry = {"key": key}
+        if isinstance(result, str):
+            entry["error"] = result
+        else:
+            entry["info"] = asdict(result)
+        with self._lock:
+            self._entries[key] = entry
+            self._file.write(json.dumps(entry) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ProbeCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
 class ProbeReport:
     """What the check found: unreadable files (path -> reason) and frame-count mismatches
-    ``(video id, listed, decodable)``; ``num_videos`` checked; where the cache lives."""
+    ``(video id, listed, decodable)`` among ``num_videos``."""
 
     num_videos: int
     broken: dict[str, str] = field(default_factory=dict)
     mismatched: list[tuple[str, int, int]] = field(default_factory=list)
-    cache_dir: Path | None = None
 
 
 def probe_cache_dir(root: str | os.PathLike) -> Path:
@@ -57,53 +144,17 @@ def probe_cache_dir(root: str | os.PathLike) -> Path:
     return fallback
 
 
-def _stamp(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [int(st.st_size), int(st.st_mtime_ns)]
-
-
-def _probe_one(path: str) -> dict:
-    """``{"stamp", "num_frames", "error"}`` of one file (``error`` None when readable)."""
-    stamp = _stamp(path)
-    try:
-        frames = len(VideoFile(path))
-        if frames < 1:
-            raise VideoDecodeError(path, "video has no frames")
-        return {"stamp": stamp, "num_frames": frames, "error": None}
-    except VideoDecodeError as e:
-        return {"stamp": stamp, "num_frames": 0, "error": e.reason}
-
-
-def _load_cache(path: Path) -> dict[str, dict]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
-        return {}
-    entries = data.get("videos")
-    return entries if isinstance(entries, dict) else {}
-
-
-def probe_training_videos(
-    index: VideoIndex, num_threads: int = 4, cache_dir: Path | None = None
+def check_training_videos(
+    index: VideoIndex, cache_path: Path, num_threads: int = 4
 ) -> ProbeReport:
-    """Open every video of ``index`` once (cached), listing unreadable files and videos whose
-    decodable frame count differs from the index's ``num_frames`` (when that is known)."""
-    cache_file = None if cache_dir is None else Path(cache_dir) / f"{index.split}.json"
-    cached = {} if cache_file is None else _load_cache(cache_file)
-    paths = [str(index.video_path(v)) for v in index]
-    todo = []
-    for p in dict.fromkeys(paths):
-        stamp = _stamp(p)
-        if stamp is None or cached.get(p, {}).get("stamp") != stamp:
-            todo.append(p)
-    if todo:
-        from tqdm.auto import tqdm
+    """Probe every video of ``index`` (results cached in ``cache_path``), listing unreadable
+    files and videos whose frame count differs from the index's ``num_frames`` (if known)."""
+    from tqdm.auto import tqdm
 
+    paths = [index.video_path(v) for v in index]
+    with ProbeCache(cache_path) as cache:
+        results = {p: cache.get(p) for p in dict.fromkeys(paths)}
+        todo = [p for p, r in results.items() if r is None]
         bar = tqdm(
             total=len(todo),
             desc=f"checking {index.dataset}/{index.split} training videos",
@@ -111,24 +162,18 @@ def probe_training_videos(
             disable=len(todo) < PROGRESS_MIN_VIDEOS,
         )
         with ThreadPoolExecutor(max(1, int(num_threads))) as pool:
-            for p, entry in zip(todo, pool.map(_probe_one, todo)):
-                cached[p] = entry
+            for p, result in zip(todo, pool.map(probe, todo)):
+                cache.put(p, result)
+                results[p] = result
                 bar.update()
         bar.close()
-        if cache_file is not None:
-            try:
-                with atomic_path(cache_file) as tmp:
-                    tmp.write_text(json.dumps({"version": CACHE_VERSION, "videos": cached}))
-            except OSError as e:
-                warnings.warn(f"could not write the video check cache {cache_file}: {e}",
-                              stacklevel=2)
-    report = ProbeReport(num_videos=len(index), cache_dir=cache_file and cache_file.parent)
+    report = ProbeReport(num_videos=len(index))
     for video, p in zip(index, paths):
-        entry = cached[p]
-        if entry["error"] is not None:
-            report.broken[p] = str(entry["error"])
-        elif video.num_frames > 0 and entry["num_frames"] != video.num_frames:
-            report.mismatched.append((video.id, video.num_frames, int(entry["num_frames"])))
+        result = results[p]
+        if isinstance(result, str):
+            report.broken[str(p)] = result
+        elif video.num_frames > 0 and result.num_frames != video.num_frames:
+            report.mismatched.append((video.id, video.num_frames, result.num_frames))
     return report
 
 
@@ -138,11 +183,13 @@ def warn_frame_mismatches(report: ProbeReport, where: str) -> None:
     for vid, listed, found in report.mismatched[:MAX_WARNED_MISMATCHES]:
         warnings.warn(
             f"{where}: video {vid!r}: the index lists {listed} frames, the file has {found}; "
-            f"training resamples the longer to the shorter ({min(listed, found)} frames, "
-            "CARL's rule)",
+            f"training uses {min(listed, found)} (CARL's rule: the longer is resampled to the "
+            "shorter)",
             stacklevel=2,
         )
     extra = len(report.mismatched) - MAX_WARNED_MISMATCHES
     if extra > 0:
-        warnings.warn(f"{where}: {extra} more videos whose frame count differs from the index",
-                      stacklevel=2)
+        warnings.warn(
+            f"{where}: {extra} more videos whose frame count differs from the index",
+            stacklevel=2,
+        )
