@@ -276,7 +276,7 @@ def convert_raw(
     records: dict[str, list[VideoRecord]] = {}
     for split, clips in split_clips.items():
         out = []
-        for clip, segments in clips.items():
+        for clip, segments in sorted(clips.items()):  # event-id order, as the probe expects
             if clip not in done:
                 continue
             labels, outside, truncated = frame_labels(done[clip], segments, fps)
@@ -332,7 +332,8 @@ def convert_carl(
             if hasattr(extra["event_label"], "item"):
                 extra["event_label"] = extra["event_label"].item()
             items.append(make_item(entry, where, carl_root, name, GROUP, extra))
-        split_items[split] = items
+        # event-id order: FineGym's probe trains on the first videos in that order
+        split_items[split] = sorted(items, key=lambda it: it.id)
     records, part = convert_items(
         split_items,
         out_root,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 
@@ -49,18 +50,20 @@ def test_raw_videos_end_to_end(finegym_raw, sample_videos, run_prepare, tmp_path
         for s in ("gym99_train", "gym99_val", "gym288_train", "gym288_val")
     }
     e1, e2, e3 = f"{YID1}_E_000001_000003", f"{YID2}_E_000000_000002", f"{YID1}_E_000004_000005"
-    assert [v.id for v in idx["gym99_train"]] == [e1, e2]
+    # listed in event-id order (the split file has e1 first): FineGym's probe trains on the
+    # first videos in that order
+    assert [v.id for v in idx["gym99_train"]] == [e2, e1] == sorted([e1, e2])
     assert [v.id for v in idx["gym99_val"]] == [e3]  # missing video and unknown element left out
     assert [v.id for v in idx["gym288_train"]] == [e1]
     assert all(v.group == "finegym" and v.fps == 25.0 for i in idx.values() for v in i)
 
     # event [1.0, 3.0] s -> 50 frames; labels from each segment's LAST stage, int(s*fps)..int(e*fps)
-    v = idx["gym99_train"][0]
+    v = idx["gym99_train"][1]
     assert v.num_frames == 50
     assert v.labels.tolist() == _labels(50, (5, 15, 5), (32, 47, 7))  # (0.2,0.6), (1.3,1.9)
     assert v.extra == {"youtube_id": YID1, "event_id": "E_000001_000003", "event": 4}
     # 29.97 fps source, event [0.5, 2.5] s -> 50 frames at 25 fps; segment (1.0, 1.5)
-    v = idx["gym99_train"][1]
+    v = idx["gym99_train"][0]
     assert v.num_frames == 50 and v.labels.tolist() == _labels(50, (25, 37, 3))
     # event [4.0, 5.2] -> 30 frames; gym99 and gym288 share the clip, with their own labels
     assert idx["gym99_val"][0].labels.tolist() == _labels(30, (0, 10, 1))
@@ -137,3 +140,38 @@ def test_carl_release(carl_finegym, run_prepare, tmp_path):
         "finegym", "--carl", carl_finegym, "--variant", "gym288", "--trust-pickle", "--out", out
     )
     assert code != 0 and "gym288_train_v1.0.pkl" in err
+
+
+def test_carl_events_are_listed_in_event_id_order(carl_finegym, run_prepare, tmp_path):
+    """FineGym's probe trains on the first videos in event-id order: the index keeps that
+    order whatever order CARL's pickle has."""
+    import pickle
+
+    import torch
+
+    shutil.copy(
+        carl_finegym / "processed_videos" / "yt1_E_000001_000003.mp4",
+        carl_finegym / "processed_videos" / "yt0_E_000009_000011.mp4",
+    )
+    names = ["yt1_E_000001_000003", "yt0_E_000009_000011"]  # not sorted
+    entries = [
+        {
+            "id": i,
+            "name": name,
+            "video_file": f"processed_videos/{name}.mp4",
+            "seq_len": 6,
+            "frame_label": torch.tensor([-1, -1, 5, 5, -1, 7]),
+            "event_label": torch.tensor(4),
+        }
+        for i, name in enumerate(names)
+    ]
+    with open(carl_finegym / "gym99_train_v1.0.pkl", "wb") as f:
+        pickle.dump(entries, f, protocol=2)
+    out = tmp_path / "out"
+    code, _, err = run_prepare(
+        "finegym", "--carl", carl_finegym, "--variant", "gym99", "--trust-pickle", "--out", out,
+        "--workers", "1",
+    )
+    assert code == 0, err
+    train = VideoIndex.load(index_path(out, "gym99_train"))
+    assert [v.id for v in train] == ["yt0_E_000009_000011", "yt1_E_000001_000003"]
