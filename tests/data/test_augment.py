@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mvf_lightning.data.augment import IMAGENET_MEAN, EvalTransform, TrainAugmentation
+from mvf_lightning.data.augment import (
+    IMAGENET_MEAN,
+    EvalTransform,
+    TrainAugmentation,
+    TrainAugmentationConfig,
+    random_resized_crop_boxes,
+)
 
 OFF = {"hflip_prob": 0.0, "jitter_prob": 0.0, "blur_prob": 0.0, "grayscale_prob": 0.0}
 
@@ -92,3 +99,82 @@ def test_bad_shapes():
         TrainAugmentation(crop_size=8)(torch.zeros(2, 4, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\[\.\.\., 3, H, W\]"):
         EvalTransform(crop_size=8)(torch.zeros(2, 4, 8, 8, dtype=torch.uint8))
+
+
+# ---------------------------------------------------------------- crops on FineGym-sized frames
+def _coordinate_frames(h=360, w=640, t=2):
+    """uint8 [1, 2, t, 3, h, w]: channel 0 = column % 256, 1 = row % 256, 2 = column // 256 * 80."""
+    rows = torch.arange(h).view(h, 1).expand(h, w)
+    cols = torch.arange(w).view(1, w).expand(h, w)
+    image = torch.stack([cols % 256, rows % 256, cols // 256 * 80]).to(torch.uint8)
+    return image.view(1, 1, 1, 3, h, w).expand(1, 2, t, 3, h, w).contiguous()
+
+
+def test_crop_boxes_on_640x360_always_fall_back_to_the_centred_480x360_region():
+    # area share >= 0.8 of 640 x 360 with width/height <= 4/3 needs a height > 360: no
+    # attempt ever fits, and the reference's fallback is the centred 480 x 360 region
+    torch.manual_seed(0)
+    boxes = random_resized_crop_boxes(2000, 360, 640)
+    assert boxes.tolist() == [[0, 80, 360, 480]] * 2000
+
+
+def test_crop_boxes_that_fit_follow_the_drawn_scale_and_ratio():
+    torch.manual_seed(0)
+    boxes = random_resized_crop_boxes(4000, 224, 224)  # Penn Action's stored frames
+    top, left, h, w = boxes.T
+    assert (top >= 0).all() and (left >= 0).all()
+    assert (top + h <= 224).all() and (left + w <= 224).all()
+    share = (h * w).double() / 224**2
+    assert share.min() > 0.79 and share.max() <= 1.0
+    ratio = w.double() / h
+    assert ratio.min() > 0.75 - 0.01 and ratio.max() < 4 / 3 + 0.01
+    assert len({(int(a), int(b)) for a, b in zip(top, left)}) > 100  # random positions
+    # a tall frame (ratio below 3/4) falls back to its full width, centred vertically
+    torch.manual_seed(0)
+    assert random_resized_crop_boxes(10, 1000, 100).tolist() == [[433, 0, 133, 100]] * 10
+
+
+def test_training_on_640x360_frames_crops_the_centred_480x360_region():
+    frames = _coordinate_frames()
+    torch.manual_seed(0)
+    out = TrainAugmentation(crop_size=224, mean=(0, 0, 0), std=(1, 1, 1), **OFF)(frames)
+    region = frames[0, 0, :1, :, 0:360, 80:560].float() / 255
+    want = F.interpolate(region, size=(224, 224), mode="bilinear", align_corners=False)
+    for v in range(2):
+        for t in range(2):
+            torch.testing.assert_close(out[0, v, t], want[0], rtol=0, atol=1e-4)  # << 1/255
+
+
+def test_evaluation_native_crop_sees_the_pixels_of_a_hand_computed_centre_crop():
+    frames = _coordinate_frames()[0, 0]  # [2, 3, 360, 640]
+    out = EvalTransform(crop_size=224, mean=(0, 0, 0), std=(1, 1, 1), crop="native")(frames)
+    # centre 224 x 224 of 640 x 360: rows (360 - 224) / 2 = 68 .., columns (640 - 224) / 2 = 208 ..
+    torch.testing.assert_close(out, frames[:, :, 68:292, 208:432].float() / 255, rtol=0, atol=0)
+    assert out[0, 0, 0, 0] * 255 == 208 and out[0, 1, 0, 0] * 255 == 68
+    # the other choice resizes 640 x 360 to 398 x 224 first, so it sees a wider field
+    resized = EvalTransform(crop_size=224, mean=(0, 0, 0), std=(1, 1, 1), crop="resize")(frames)
+    assert not torch.allclose(resized, out)
+    with pytest.raises(ValueError, match=r"native 224x224 centre crop.*64x64.*eval_crop"):
+        EvalTransform(crop_size=224, crop="native")(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_blur_kernel_is_9_tall_and_5_wide():
+    frame = torch.zeros(1, 1, 1, 3, 31, 31, dtype=torch.uint8)
+    frame[..., 15, 15] = 255
+    aug = TrainAugmentation(
+        crop_size=31, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_prob=0.0,
+        jitter_prob=0.0, grayscale_prob=0.0, blur_prob=1.0, blur_sigma=(2.0, 2.0),
+        mean=(0, 0, 0), std=(1, 1, 1),
+    )
+    out = aug(frame)[0, 0, 0, 0]
+    rows, cols = torch.nonzero(out > 1e-6, as_tuple=True)
+    assert (rows.min().item(), rows.max().item()) == (11, 19)  # 15 -+ 4
+    assert (cols.min().item(), cols.max().item()) == (13, 17)  # 15 -+ 2
+
+
+def test_augmentation_config_builds_the_same_module():
+    config = TrainAugmentationConfig(hflip_prob=0.0, jitter_prob=0.0)
+    aug = TrainAugmentation.from_config(config, crop_size=16, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert aug.crop_size == 16 and aug.mean.flatten().tolist() == [0.5] * 3
+    kinds = [type(m).__name__ for m in aug.augment]
+    assert kinds == ["RandomGaussianBlur", "RandomGrayscale"]
