@@ -167,7 +167,7 @@ def test_penn_views_keep_the_whole_video_rule_over_1000_draws():
         assert offsets == [0, 0] and all(100 <= b <= 150 for b in blocks)
         assert (raw[:, :80] < np.array(blocks)[:, None]).all()
         np.testing.assert_array_equal(sample.masks, raw < 100)
-        for first, last, count in _valid_spans(sample):
+        for _first, last, count in _valid_spans(sample):
             lasts.append(last)
             counts.append(count)
     assert min(counts) >= 80 * 100 // 150 - 20 and max(counts) == 80  # r = 1 keeps all 80
