@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from mvf_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD, TrainAugmentationConfig
 from mvf_lightning.data.datamodules import (
     DemoDataModule,
     FineGymDataModule,
@@ -246,3 +247,73 @@ def test_trainer_fit_batches_and_broken_videos(tmp_path, tiny_root):
     )
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match=r"(?s)1 of 5.*corrupt\.mp4"):
         _trainer(tmp_path, limit_train_batches=3).fit(_tiny_module(seen), datamodule=strict)
+
+
+# ---------------------------------------------------------------- settings added for fidelity
+def test_time_window_per_dataset(tmp_path, tiny_root):
+    assert FineGymDataModule(str(tmp_path), **SMALL).sampler.window == "frames"
+    assert PennActionDataModule(str(tiny_root), **SMALL).sampler.window == "video"
+    assert Kinetics400DataModule(str(tmp_path), **SMALL).sampler.window == "video"
+
+
+def test_kinetics_eval_actions_restrict_evaluation(tmp_path, tiny_root):
+    train = load_split(tiny_root, "train")
+    unlabeled = [VideoRecord(v.id, str(tiny_root / v.path), v.num_frames, 25.0, "k") for v in train]
+    VideoIndex("kinetics400", "train", unlabeled, tmp_path).save(index_path(tmp_path, "train"))
+    dm = Kinetics400DataModule(
+        str(tmp_path), eval_root=str(tiny_root), eval_actions=["alpha"], **SMALL
+    )
+    assert list(dm.eval_sets()) == ["alpha"]
+    assert {(it["set_name"], it["video_id"]) for it in dm.val_dataloader()} == {
+        ("alpha", "a0"), ("alpha", "a1"), ("alpha", "a2")
+    }
+    bad = Kinetics400DataModule(str(tmp_path), eval_root=str(tiny_root), eval_actions=["golf"])
+    with pytest.raises(ValueError, match=r"eval groups \['golf'\].*alpha"):
+        bad.eval_sets()
+
+
+class _Backbone(torch.nn.Module):
+    mean = (0.2, 0.4, 0.6)
+    std = (0.5, 0.25, 0.125)
+
+
+def _attach(dm, module):
+    from types import SimpleNamespace
+
+    dm.trainer = SimpleNamespace(lightning_module=module, training=True)
+
+
+def test_normalisation_defaults_to_the_backbones_own(tiny_root):
+    module = torch.nn.Module()
+    module.model = torch.nn.Module()
+    module.model.backbone = _Backbone()
+    plain = TrainAugmentationConfig(jitter_prob=0.0, blur_prob=0.0, grayscale_prob=0.0)
+    dm = PennActionDataModule(str(tiny_root), augmentation=plain, **SMALL)
+    _attach(dm, module)
+    assert dm.normalization() == (_Backbone.mean, _Backbone.std)
+    # a frame of exactly the backbone's mean colour normalises to 0, in training and evaluation
+    colour = (torch.tensor(_Backbone.mean) * 255).to(torch.uint8).view(3, 1, 1)
+    frames = colour.expand(1, 2, 3, 3, 32, 32).clone()
+    out = dm.on_after_batch_transfer({"frames": frames}, 0)["frames"]
+    assert out.abs().max() < 0.02
+    dm.trainer.training = False
+    out = dm.on_after_batch_transfer({"frames": frames[0, 0]}, 0)["frames"]
+    assert out.abs().max() < 0.02
+    # values given to the DataModule win
+    given = PennActionDataModule(str(tiny_root), mean=(0.5, 0.5, 0.5), std=(1, 1, 1), **SMALL)
+    _attach(given, module)
+    assert given.normalization() == ((0.5, 0.5, 0.5), (1.0, 1.0, 1.0))
+
+
+def test_normalisation_falls_back_to_imagenet_with_one_warning(tiny_root):
+    import warnings
+
+    dm = PennActionDataModule(str(tiny_root), **SMALL)
+    assert dm.normalization() == (IMAGENET_MEAN, IMAGENET_STD)  # no trainer yet: no warning
+    _attach(dm, torch.nn.Linear(1, 1))
+    with pytest.warns(UserWarning, match="no model.backbone.mean/std.*data.mean"):
+        assert dm.normalization() == (IMAGENET_MEAN, IMAGENET_STD)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dm.normalization()
+        dm.on_after_batch_transfer({"frames": torch.zeros(1, 2, 2, 3, 32, 32).byte()}, 0)
