@@ -24,6 +24,8 @@ _EXPORTS = {
     "ViewSample": "sampling",
     "EvalTransform": "augment",
     "TrainAugmentation": "augment",
+    "TrainAugmentationConfig": "augment",
+    "TooManyBrokenVideosError": "datasets",
     "BrokenVideoTracker": "datasets",
     "EpochSeededSampler": "datasets",
     "EvalVideoDataset": "datasets",
