@@ -269,7 +269,7 @@ def test_finegym_raw_gym99_and_gym288(finegym_raw, run_prepare, tmp_path):
     )
     assert code == 0, err
     e1, e2, e3 = "ab_c-D1_E_000001_000003", "Zy9_E_000000_000002", "ab_c-D1_E_000004_000005"
-    expected = {"gym99": ([e1, e2], [e3]), "gym288": ([e1], [e3])}
+    expected = {"gym99": ([e2, e1], [e3]), "gym288": ([e1], [e3])}  # event-id order
     for variant, (train_ids, val_ids) in expected.items():
         dm = FineGymDataModule(root=str(root), variant=variant, eval_stride=5, **SMALL)
         assert dm.eval_name == variant
