@@ -13,6 +13,7 @@ whatever the index split is called); :meth:`VideoDataModule.eval_sets` describes
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass
@@ -150,17 +151,19 @@ class VideoDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if isinstance(augmentation, dict):
             augmentation = TrainAugmentationConfig(**augmentation)
         if not isinstance(augmentation, TrainAugmentationConfig):
             raise TypeError(
                 f"data.augmentation must be a TrainAugmentationConfig, got {augmentation!r}"
             )
+        self.save_hyperparameters(ignore=["augmentation"])
+        # plain values only: checkpoints load with torch.load(weights_only=True)
+        self.hparams["augmentation"] = dataclasses.asdict(augmentation)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.root = str(root)
         self.train_split = train_split
         self.eval_root = str(eval_root) if eval_root is not None else self.root

@@ -317,3 +317,20 @@ def test_normalisation_falls_back_to_imagenet_with_one_warning(tiny_root):
         warnings.simplefilter("error")
         dm.normalization()
         dm.on_after_batch_transfer({"frames": torch.zeros(1, 2, 2, 3, 32, 32).byte()}, 0)
+
+
+def test_hyperparameters_hold_plain_values_for_weights_only_checkpoints(tmp_path, tiny_root):
+    import io
+
+    dm = PennActionDataModule(
+        str(tiny_root), augmentation={"hflip_prob": 0.25}, **SMALL
+    )
+    assert dm.augmentation == TrainAugmentationConfig(hflip_prob=0.25)
+    assert dm.hparams["augmentation"]["hflip_prob"] == 0.25
+    buffer = io.BytesIO()
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)["datamodule_hyper_parameters"]
+    assert loaded["augmentation"]["blur_kernel_size"] == (9, 5)
+    with pytest.raises(TypeError, match="data.augmentation"):
+        PennActionDataModule(str(tiny_root), augmentation=0.5)
