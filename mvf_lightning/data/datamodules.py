@@ -326,15 +326,15 @@ class VideoDataModule(LightningDataModule):
             list_path=str(cache / f"{index.split}.broken.txt"),
         )
         tracker.add(list(report.broken), warn=False)
+        tracker.check()  # too many: one line, before any warning or step
         if warn:
             where = f"{self.root}/index/{index.split}.json"
             if report.broken:
                 names = ", ".join(os.path.basename(p) for p in list(report.broken)[:3])
                 more = ", ..." if len(report.broken) > 3 else ""
-                listed = tracker.write_list()
                 warnings.warn(
                     f"{where}: {len(report.broken)} of {len(index)} training videos cannot be "
-                    f"read ({names}{more}; list in {listed}); they are skipped "
+                    f"read ({names}{more}; list in {tracker.write_list()}); they are skipped "
                     f"({tracker.describe_limit()})",
                     stacklevel=2,
                 )
@@ -343,7 +343,6 @@ class VideoDataModule(LightningDataModule):
                 f"{where}: {len(index) - len(report.broken)} of {len(index)} training videos "
                 f"readable; unreadable ones are skipped, up to {tracker.describe_limit()}"
             )
-        tracker.check()
         return report
 
     def setup(self, stage: str | None = None) -> None:

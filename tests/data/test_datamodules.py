@@ -242,8 +242,10 @@ def test_trainer_fit_batches_and_broken_videos(tmp_path, tiny_root):
     assert [p.rsplit("/", 1)[-1] for p in dm.broken_videos] == ["corrupt.mp4"]
     assert dm.state_dict() == {"broken_videos": dm.broken_videos}
 
+    # found during training (the up-front check off): warned, then stopped past the limit
     strict = VideoDataModule(
-        str(root), batch_size=2, max_broken_fraction=0.0, max_broken_videos=0, **SMALL
+        str(root), batch_size=2, max_broken_fraction=0.0, max_broken_videos=0,
+        check_videos=False, **SMALL,
     )
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match=r"(?s)1 of 5.*corrupt\.mp4"):
         _trainer(tmp_path, limit_train_batches=3).fit(_tiny_module(seen), datamodule=strict)
