@@ -105,7 +105,8 @@ def random_resized_crop_boxes(
     w = torch.round(torch.sqrt(target * aspect.double())).long()
     h = torch.round(torch.sqrt(target / aspect.double())).long()
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = fits.int().argmax(dim=1, keepdim=True)  # first fitting attempt (0 if none fits)
+    # index of the first fitting attempt (0 if none fits); a one-hot row, so argmax is exact
+    first = ((fits.int().cumsum(1) == 1) & fits).int().argmax(dim=1, keepdim=True)
     h = h.gather(1, first).squeeze(1)
     w = w.gather(1, first).squeeze(1)
     top = (torch.rand(num, device=device) * (height - h + 1)).long().clamp_(max=height - h)

@@ -178,3 +178,35 @@ def test_augmentation_config_builds_the_same_module():
     assert aug.crop_size == 16 and aug.mean.flatten().tolist() == [0.5] * 3
     kinds = [type(m).__name__ for m in aug.augment]
     assert kinds == ["RandomGaussianBlur", "RandomGrayscale"]
+
+
+def test_crop_boxes_equal_torchvisions_loop_on_the_same_draws():
+    """The vectorised boxes equal a per-sample, attempt-by-attempt torchvision-style loop fed
+    with the same random numbers (frame and scales chosen so that some samples fit on a later
+    attempt and some never fit)."""
+    import math
+
+    n, height, width, scale, ratio = 300, 100, 300, (0.08, 1.0), (3 / 4, 4 / 3)
+    torch.manual_seed(5)
+    got = random_resized_crop_boxes(n, height, width, scale, ratio)
+    torch.manual_seed(5)
+    shares = torch.empty(n, 10).uniform_(*scale)
+    aspect = torch.exp(torch.empty(n, 10).uniform_(math.log(ratio[0]), math.log(ratio[1])))
+    u_top, u_left = torch.rand(n), torch.rand(n)
+    want, attempts_used = [], []
+    for i in range(n):
+        for k in range(10):
+            target = float(shares[i, k]) * height * width
+            w = int(round(math.sqrt(target * float(aspect[i, k]))))
+            h = int(round(math.sqrt(target / float(aspect[i, k]))))
+            if 0 < w <= width and 0 < h <= height:
+                top = int(float(u_top[i]) * (height - h + 1))
+                left = int(float(u_left[i]) * (width - w + 1))
+                want.append([top, left, h, w])
+                attempts_used.append(k)
+                break
+        else:  # wider than 4/3: full height, width 4/3 of it, centred
+            want.append([0, (300 - 133) // 2, 100, 133])
+            attempts_used.append(None)
+    assert got.tolist() == want
+    assert None in attempts_used and any(k not in (0, None) for k in attempts_used)
