@@ -14,6 +14,7 @@ import torch
 
 from .losses import get_loss
 from .models.backbone import BackboneConfig
+from .models.cached_backbone import CachedBackbone, FeatureCacheConfig
 from .models.mvformer import EmbedderConfig, MVFormer
 
 CHECKPOINT_FORMAT = 1
@@ -104,6 +105,7 @@ class MVFormerModule(pl.LightningModule):
         init_from: str | None = None,
         step_seed: int | None = 0,
         eval_max_frames: int = 1000,
+        feature_cache: FeatureCacheConfig = FeatureCacheConfig(),
     ) -> None:
         """
         Args:
@@ -117,6 +119,8 @@ class MVFormerModule(pl.LightningModule):
             step_seed: reseed torch's RNG from (seed, step, rank) before each training step so
                 that a resumed run repeats an uninterrupted one exactly; ``None`` disables it.
             eval_max_frames: longest sequence embedded in one pass during evaluation.
+            feature_cache: where frozen-backbone features of evaluation videos are kept
+                (``mode: off | memory | disk | both``); not a hyperparameter of the model.
         """
         super().__init__()
         self.backbone_config = _as(BackboneConfig, backbone, "backbone")
@@ -159,8 +163,10 @@ class MVFormerModule(pl.LightningModule):
         self.step_seed = step_seed
         self.eval_max_frames = eval_max_frames
         self.init_from = init_from
-        self.feature_cache = None
-        """Set by the evaluation callback: frozen-backbone features of evaluation videos."""
+        self.cached_backbone = CachedBackbone(
+            self.model.backbone, _as(FeatureCacheConfig, feature_cache, "feature_cache")
+        )
+        """The backbone on the evaluation path, reusing features of videos seen before."""
 
     def setup(self, stage: str) -> None:
         # Applied at fit start unless resuming, so rebuilding from a checkpoint never re-reads it.
@@ -236,21 +242,13 @@ class MVFormerModule(pl.LightningModule):
         return self.embed_features(tokens[0], None if cls is None else cls[0], return_attention)
 
     def _eval_step(self, batch: dict[str, Any]) -> dict[str, Any]:
-        frames = batch["frames"]
-        cache = self.feature_cache
-        cached = None
-        if cache is not None:
-            key = cache.key(batch)
-            cached = cache.get(key, frames.shape[0], frames.device)
-        if cached is not None:
-            tokens, cls = cached
-            tokens = tokens.to(frames.dtype)
-            cls = None if cls is None else cls.to(frames.dtype)
-        else:
-            tokens, cls = self.model.backbone_features(frames.unsqueeze(0))
-            tokens, cls = tokens[0], None if cls is None else cls[0]
-            if cache is not None:
-                tokens, cls = cache.put(key, tokens, cls)
+        if batch.get("broken") is True:  # failed to decode: passed on, never embedded
+            return dict(batch)
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        fingerprint = getattr(datamodule, "eval_fingerprint", None)
+        tokens, cls = self.cached_backbone(
+            batch["frames"], batch, fingerprint() if callable(fingerprint) else None
+        )
         out = self.embed_features(tokens, cls)
         return {**{k: v for k, v in batch.items() if k != "frames"}, **out}
 

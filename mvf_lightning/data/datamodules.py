@@ -14,10 +14,12 @@ whatever the index split is called); :meth:`VideoDataModule.eval_sets` describes
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -44,6 +46,9 @@ from .demo import DEMO_NUM_PHASES, default_demo_root, ensure_demo_dataset, is_de
 from .index import VideoIndex, load_split
 from .probe import ProbeReport, check_training_videos, probe_cache_dir, warn_frame_mismatches
 from .sampling import TimeAugmentSampler, TimeWindow
+
+if TYPE_CHECKING:
+    from ..evaluation.protocol import EvalProtocol
 
 __all__ = [
     "DemoDataModule",
@@ -116,6 +121,8 @@ class VideoDataModule(LightningDataModule):
     """Dataset part of metric names, e.g. ``val/penn/baseball_pitch/kendalls_tau``."""
     alignment_stride = 2
     """The protocol's frame stride for Kendall's tau and retrieval (FineGym: 5)."""
+    protocol_settings: ClassVar[dict[str, Any]] = {}
+    """Dataset-specific :class:`~mvf_lightning.evaluation.protocol.EvalProtocol` settings."""
 
     def __init__(
         self,
@@ -306,6 +313,48 @@ class VideoDataModule(LightningDataModule):
             for name, by_role in parts.items()
         }
 
+    @property
+    def eval_protocol(self) -> EvalProtocol:
+        """How this dataset is evaluated: stride, probe, fractions, each set's phase count
+        and train order (the callback, ``predict`` exports and ``evaluate`` all use it)."""
+        from ..evaluation.protocol import EvalProtocol, SetSpec
+
+        sets = tuple(
+            SetSpec(s.name, s.num_classes, s.train_ids) for s in self.eval_sets().values()
+        )
+        settings = {"stride": self.alignment_stride, **self.protocol_settings}
+        return EvalProtocol(sets=sets, **settings)
+
+    # Settings that only shape training batches: they never change an evaluation frame.
+    _TRAIN_ONLY = frozenset((
+        "train_split", "num_frames", "batch_size", "num_workers", "pin_memory",
+        "persistent_workers", "decode_threads", "min_scale", "max_scale", "view_overlap",
+        "time_window", "augmentation", "max_broken_fraction", "max_broken_videos",
+        "check_videos", "seed",
+    ))
+
+    def eval_fingerprint(self) -> str:
+        """A digest of everything that determines evaluation frames (settings other than
+        training-only ones, the evaluation transform with its resolved normalisation, the
+        evaluation indexes' content): equal fingerprints mean equal backbone inputs, so
+        cached backbone features stay valid."""
+        if getattr(self, "_indexes_digest", None) is None:
+            indexes = {role: index.to_json() for role, index in self.eval_indexes().items()}
+            text = json.dumps(indexes, sort_keys=True, default=str)
+            self._indexes_digest = hashlib.sha256(text.encode()).hexdigest()
+        transform = self.eval_transform
+        state = {
+            "class": type(self).__name__,
+            "settings": {k: v for k, v in dict(self.hparams).items() if k not in self._TRAIN_ONLY},
+            "transform": {
+                "repr": repr(transform),
+                "attributes": {k: v for k, v in vars(transform).items() if k[0] != "_"},
+                "buffers": {k: b.tolist() for k, b in transform.named_buffers()},
+            },
+            "indexes": self._indexes_digest,
+        }
+        return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:
         """Check the training videos once per node (the result is cached for :meth:`setup`)."""
@@ -493,6 +542,10 @@ class FineGymDataModule(VideoDataModule):
         "--out {root}` (or `--carl <CARL finegym> --trust-pickle`"
     )
 
+    protocol_settings: ClassVar[dict[str, Any]] = {
+        "probe": "sgd", "fractions": (0.1, 0.5, 1.0),  # the reference's SGD probe
+    }
+
     def __init__(
         self,
         root: str,
@@ -565,6 +618,7 @@ class PouringDataModule(VideoDataModule):
 
     eval_name = "pouring"
     alignment_stride = 5
+    protocol_settings: ClassVar[dict[str, Any]] = {"fractions": (0.1, 0.5, 1.0)}
 
     prepare_hint = (
         "python -m mvf_lightning prepare pouring --carl <CARL pouring> --trust-pickle --out {root}"

@@ -214,7 +214,8 @@ class EvalVideoDataset(VideoDataset):
     int64 ``[N]`` (-1 where unknown), ``frame_indices`` int64 ``[N]``, ``video_id``,
     ``group``, ``split`` (``split`` if given, e.g. the role ``"train"``/``"val"``, else the
     index's split), ``set_name`` (``set_name`` if given, else the video's group). A video
-    that cannot be decoded raises: every evaluation video counts.
+    that cannot be decoded gives a ``broken`` marker item instead (see ``__getitem__``):
+    evaluation leaves it out of every metric and lists it.
     """
 
     def __init__(
@@ -232,23 +233,32 @@ class EvalVideoDataset(VideoDataset):
         self.split = index.split if split is None else split
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """The item, or for a video that cannot be decoded a marker without ``frames``:
+        ``video_id``, ``group``, ``split``, ``set_name``, ``broken=True``, ``error`` (the
+        reason, naming the file), so one bad file never stops an evaluation."""
         i, _ = _split_key(key)
         record = self.record(i)
-        video = self.open(i)
-        length = len(video)
-        if length < 1:
-            raise VideoDecodeError(self.path(i), "video has no frames")
-        frame_indices = self.stride_sampler(length)
-        frames = video.read(frame_indices)
+        ids = {
+            "video_id": record.id,
+            "group": record.group,
+            "split": self.split,
+            "set_name": self.set_name if self.set_name is not None else record.group,
+        }
+        try:
+            video = self.open(i)
+            length = len(video)
+            if length < 1:
+                raise VideoDecodeError(self.path(i), "video has no frames")
+            frame_indices = self.stride_sampler(length)
+            frames = video.read(frame_indices)
+        except VideoDecodeError as e:
+            return {**ids, "broken": True, "error": str(e)}
         labels = self.labels(i, length)[frame_indices]
         return {
             "frames": _frames_to_tensor(frames),
             "labels": torch.from_numpy(np.ascontiguousarray(labels)),
             "frame_indices": torch.from_numpy(frame_indices),
-            "video_id": record.id,
-            "group": record.group,
-            "split": self.split,
-            "set_name": self.set_name if self.set_name is not None else record.group,
+            **ids,
         }
 
 
@@ -267,7 +277,8 @@ def collate_train(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def collate_eval(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Evaluation loaders use batch size 1 and yield the item itself (no batch dim)."""
+    """Evaluation loaders use batch size 1 and yield the item itself (no batch dim), a
+    ``broken`` marker included (it has no ``frames``, so no transform touches it)."""
     if len(items) != 1:
         raise ValueError(f"evaluation loaders need batch_size=1, got a batch of {len(items)}")
     return items[0]

@@ -1,176 +1,56 @@
-"""Lightning callback that turns the evaluation loop's per-video embeddings into the four
-alignment metrics, per evaluation set and averaged over sets, and logs them.
+"""Lightning callback that scores the evaluation loop's per-video embeddings with the
+DataModule's evaluation protocol and logs, prints and saves the results.
 
 The module's ``validation_step`` / ``test_step`` embed one whole video each and return its
-L2-normalised embeddings with ``labels``, ``video_id``, ``set_name`` and ``split``. This
-callback collects them, gathers them from every DDP rank (each video counted once, even when
-a distributed sampler padded the shards), and computes the metrics identically on every rank,
-so checkpoint and early-stopping monitors see the same numbers everywhere.
+L2-normalised embeddings with ``labels``, ``video_id``, ``set_name`` and ``split`` (or, for a
+video that failed to decode, ``broken=True`` and ``error``). This callback collects them,
+gathers them from every DDP rank (each video counted once, even when a distributed sampler
+padded the shards) and scores them with :mod:`mvf_lightning.evaluation.protocol`
+identically on every rank, so checkpoint and early-stopping monitors see the same numbers
+everywhere. Rank 0 writes the results as JSON to
+``<log_dir>/evaluation/<stage>_epoch<EEEE>.json``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import math
 import sys
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 
-from .feature_cache import FeatureCache
-from .metrics import kendalls_tau, phase_classification, phase_progression, retrieval_ap_at
-
-METRICS = ("phase_classification", "phase_progression", "kendalls_tau", "retrieval_ap")
-
-
-@dataclass
-class VideoEmbedding:
-    """One evaluated video: its set, its role (``train`` / ``val``) and per-frame arrays."""
-
-    set_name: str
-    split: str
-    video_id: str
-    embeddings: np.ndarray  # [N, E] float32
-    labels: np.ndarray  # [N] int64, -1 = unlabelled
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return self.set_name, self.split, self.video_id
-
-
-_EVAL_SETTINGS = ("root", "eval_root", "eval_train_split", "eval_val_split", "groups",
-                  "decode_size", "eval_stride", "crop_size", "mean", "std")
-
-
-def _eval_settings(datamodule: Any) -> dict:
-    """What determines evaluation frames: data settings and the eval indexes' content."""
-    if datamodule is None:
-        return {}
-    hparams = dict(getattr(datamodule, "hparams", {}) or {})
-    out = {k: hparams[k] for k in _EVAL_SETTINGS if k in hparams}
-    out["class"] = type(datamodule).__name__
-    if hasattr(datamodule, "eval_indexes"):
-        out["indexes"] = {
-            role: hashlib.sha256(json.dumps(index.to_json(), sort_keys=True).encode()).hexdigest()
-            for role, index in datamodule.eval_indexes().items()
-        }
-    return json.loads(json.dumps(out, default=str))
-
-
-def _classification_name(fraction: float) -> str:
-    return "phase_classification" if fraction == 1.0 else f"phase_classification_{fraction:g}"
-
-
-def compute_set_metrics(
-    videos: list[VideoEmbedding],
-    num_classes: int | None = None,
-    stride: int = 2,
-    ap_ks: Sequence[int] = (5, 10, 15),
-    fractions: Sequence[float] = (1.0,),
-    metrics: Sequence[str] = METRICS,
-    train_order: Sequence[str] | None = None,
-    device: torch.device | str = "cpu",
-) -> dict[str, float]:
-    """The protocol's metrics for one evaluation set from its train and val videos,
-    computed with torch on ``device`` (the accelerator during training).
-
-    ``train_order`` fixes which train videos count as "the first" for fractions < 1.
-    Frames labelled < 0 are dropped first, for every metric.
-    """
-    train = [v for v in videos if v.split == "train"]
-    val = [v for v in videos if v.split == "val"]
-    if train_order is not None:
-        rank = {vid: i for i, vid in enumerate(train_order)}
-        train.sort(key=lambda v: rank.get(v.video_id, len(rank)))
-    out: dict[str, float] = {}
-    if not val:
-        return out
-    def on_device(videos: list[VideoEmbedding]) -> tuple[list, list]:
-        embs = [torch.as_tensor(v.embeddings, device=device) for v in videos]
-        labels = [torch.as_tensor(v.labels, device=device) for v in videos]
-        return embs, labels
-
-    val_embs, val_labels = on_device(val)
-    labelled = any((v.labels >= 0).any() for v in val)
-    if "kendalls_tau" in metrics and len(val) > 1:
-        tau_embs = (
-            [e[lab >= 0] for e, lab in zip(val_embs, val_labels)] if labelled else val_embs
-        )
-        out["kendalls_tau"] = kendalls_tau(tau_embs, stride=stride)
-    if not labelled:
-        return out
-    if "retrieval_ap" in metrics and len(val) > 1:
-        for k, value in retrieval_ap_at(val_embs, val_labels, list(ap_ks), stride=stride).items():
-            out[f"retrieval_ap@{k}"] = value
-    if train and any((v.labels >= 0).any() for v in train):
-        train_embs, train_labels = on_device(train)
-        if "phase_classification" in metrics:
-            for f in fractions:
-                out[_classification_name(f)] = phase_classification(
-                    train_embs, train_labels, val_embs, val_labels, fraction=f
-                )
-        if "phase_progression" in metrics:
-            if num_classes is None:
-                num_classes = int(max(int(v.labels.max()) for v in train + val)) + 1
-            out["phase_progression"] = phase_progression(
-                train_embs, train_labels, val_embs, val_labels, num_classes=num_classes
-            )
-    return out
-
-
-def mean_over_sets(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over the sets that have it (NaN values ignored)."""
-    names = list(dict.fromkeys(k for r in results.values() for k in r))
-    mean = {}
-    for name in names:
-        values = [r[name] for r in results.values() if name in r and not math.isnan(r[name])]
-        mean[name] = float(np.mean(values)) if values else float("nan")
-    return mean
-
-
-def format_table(results: dict[str, dict[str, float]], title: str = "") -> str:
-    """A plain-text table, one row per set, one column per metric."""
-    names = list(dict.fromkeys(k for r in results.values() for k in r))
-    rows = [["set", *names]]
-    for set_name, r in results.items():
-        rows.append([set_name, *(f"{r[n]:.4f}" if n in r else "-" for n in names)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [title] if title else []
-    for i, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                               for j, (c, w) in enumerate(zip(row, widths))))
-        if i == 0 or (i == len(rows) - 2 and rows[-1][0] == "mean"):
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+from .protocol import (
+    EvalProtocol,
+    EvalResults,
+    VideoEmbedding,
+    format_table,
+    results_path,
+    results_payload,
+    score_sets,
+    write_results,
+)
 
 
 class AlignmentEvaluation(pl.Callback):
     """Phase classification, phase progression, Kendall's tau and retrieval AP@K after each
     evaluation loop, logged as ``<stage>/<dataset>/<set>/<metric>`` and
-    ``<stage>/<dataset>/mean/<metric>``.
+    ``<stage>/<dataset>/mean/<metric>``, plus ``<stage>/<dataset>/broken_videos``.
+
+    The protocol (stride, probe, fractions, ...) is the DataModule's ``eval_protocol``;
+    the arguments below override it explicitly (None keeps the DataModule's).
 
     Args:
         dataset_name: the ``<dataset>`` part of the names; default from the DataModule.
-        stride: frame stride for Kendall's tau and retrieval; default: the DataModule's
-            ``alignment_stride`` (the protocol's: Penn Action 2, FineGym 5).
+        stride: frame stride for Kendall's tau and retrieval.
         ap_ks: K values of retrieval AP@K.
         fractions: shares of train videos for phase classification.
+        probe: ``logreg`` or ``sgd`` (FineGym's SGD probe).
         metrics: which of the four metric families to compute.
         print_table: print a table of the results (rank 0) after validate / test and at the
             end of fit.
-        feature_cache: keep frozen-backbone features of evaluation videos so that later
-            evaluations run only the trainable part: ``off``, ``memory``, ``disk`` or ``both``.
-        cache_dir: folder of the disk cache (default ``~/.cache/mvf_lightning/features``).
-        cache_max_memory_gb / cache_max_disk_gb: budgets; videos beyond them are recomputed.
+        save_json: write each evaluation's results as JSON (rank 0).
     """
 
     def __init__(
@@ -179,88 +59,62 @@ class AlignmentEvaluation(pl.Callback):
         stride: int | None = None,
         ap_ks: list[int] | None = None,
         fractions: list[float] | None = None,
+        probe: str | None = None,
         metrics: list[str] | None = None,
         print_table: bool = True,
-        feature_cache: str = "memory",
-        cache_dir: str | None = None,
-        cache_max_memory_gb: float = 4.0,
-        cache_max_disk_gb: float = 20.0,
+        save_json: bool = True,
     ) -> None:
         super().__init__()
         self.dataset_name = dataset_name
-        self.stride = None if stride is None else int(stride)
-        self.ap_ks = list(ap_ks or [5, 10, 15])
-        self.fractions = list(fractions or [1.0])
-        self.metrics = list(metrics or METRICS)
-        unknown = sorted(set(self.metrics) - set(METRICS))
-        if unknown:
-            raise ValueError(f"AlignmentEvaluation.metrics: unknown {unknown}; valid: {METRICS}")
+        self.overrides = {
+            "stride": stride,
+            "ap_ks": None if ap_ks is None else tuple(ap_ks),
+            "fractions": None if fractions is None else tuple(fractions),
+            "probe": probe,
+            "metrics": None if metrics is None else tuple(metrics),
+        }
+        EvalProtocol().replace(**self.overrides)  # bad values fail at construction
         self.print_table = print_table
-        if feature_cache not in ("off", "memory", "disk", "both"):
-            raise ValueError(
-                f"AlignmentEvaluation.feature_cache={feature_cache!r}: use off|memory|disk|both"
-            )
-        self.feature_cache = feature_cache
-        self.cache_dir = cache_dir
-        self.cache_max_memory_gb = cache_max_memory_gb
-        self.cache_max_disk_gb = cache_max_disk_gb
-        self.cache: FeatureCache | None = None
+        self.save_json = save_json
         self._videos: list[VideoEmbedding] = []
+        self._warned: set[tuple[str, str, str]] = set()
         self.results: dict[str, dict[str, float]] = {}
+        """Last evaluation: ``{set: {metric: value}, ..., "mean": {...}}``."""
+        self.broken: list[VideoEmbedding] = []
+        self.protocol: EvalProtocol | None = None
+        self._scored: EvalResults | None = None
         self.last_stage: str = "val"
 
-    # ---------------------------------------------------------------- feature cache
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.feature_cache == "off" or not hasattr(pl_module, "feature_cache"):
-            return
-        if not pl_module.model.backbone.fully_frozen:
-            rank_zero_info("feature cache off: part of the backbone trains")
-            return
-        namespace = {
-            "backbone": pl_module._backbone_identity(),
-            "backbone_config": {
-                k: v for k, v in dataclasses.asdict(pl_module.backbone_config).items()
-                if k != "chunk_size"
-            },
-            "data": _eval_settings(trainer.datamodule),
-        }
-        directory = None
-        if self.feature_cache in ("disk", "both"):
-            directory = Path(self.cache_dir or Path.home() / ".cache/mvf_lightning/features")
-        candidate_id = FeatureCache.namespace_id(namespace)
-        if self.cache is not None and self.cache.id == candidate_id:
-            pl_module.feature_cache = self.cache  # same features: keep what is cached
-            return
-        self.cache = FeatureCache(
-            namespace,
-            directory=directory,
-            memory=self.feature_cache in ("memory", "both"),
-            max_memory_gb=self.cache_max_memory_gb,
-            max_disk_gb=self.cache_max_disk_gb,
-        )
-        pl_module.feature_cache = self.cache
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if getattr(pl_module, "feature_cache", None) is self.cache:
-            pl_module.feature_cache = None
+    def protocol_for(self, trainer: pl.Trainer) -> EvalProtocol:
+        """The DataModule's protocol with this callback's overrides and the world size."""
+        dm = trainer.datamodule
+        protocol = getattr(dm, "eval_protocol", None) if dm is not None else None
+        protocol = (protocol or EvalProtocol()).replace(**self.overrides)
+        return protocol.with_world_size(trainer.world_size)
 
     # ---------------------------------------------------------------- collection
     def _collect(self, outputs: Any) -> None:
-        if not isinstance(outputs, dict) or "embeddings" not in outputs:
+        if not isinstance(outputs, dict):
             return
-        labels = outputs.get("labels")
+        ids = (str(outputs.get("video_id", len(self._videos))),
+               str(outputs.get("set_name", "default")), str(outputs.get("split", "val")))
+        if outputs.get("broken") is True:
+            video = VideoEmbedding(*ids, embeddings=None, error=str(outputs.get("error", "")))
+            if video.key not in self._warned:
+                self._warned.add(video.key)
+                warnings.warn(
+                    f"evaluation video {video.set_name}/{video.split}/{video.video_id} failed "
+                    f"to decode and is left out of every metric: {video.error}",
+                    stacklevel=2,
+                )
+            self._videos.append(video)
+            return
+        if "embeddings" not in outputs:
+            return
         emb = outputs["embeddings"].detach().float().cpu().numpy()
-        lab = (
-            np.full(len(emb), -1, dtype=np.int64)
-            if labels is None
-            else torch.as_tensor(labels).cpu().numpy().astype(np.int64)
-        )
-        self._videos.append(
-            VideoEmbedding(
-                str(outputs.get("set_name", "default")), str(outputs.get("split", "val")),
-                str(outputs.get("video_id", len(self._videos))), emb, lab,
-            )
-        )
+        labels = outputs.get("labels")
+        lab = None if labels is None else torch.as_tensor(labels).cpu().numpy().astype(np.int64)
+        self._videos.append(VideoEmbedding(*ids, embeddings=emb, labels=lab))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx=0) -> None:
@@ -276,7 +130,7 @@ class AlignmentEvaluation(pl.Callback):
 
     on_test_epoch_start = on_validation_epoch_start
 
-    # ---------------------------------------------------------------- metrics
+    # ---------------------------------------------------------------- scoring
     def _gather(self, trainer: pl.Trainer) -> list[VideoEmbedding]:
         videos = self._videos
         if trainer.world_size > 1 and torch.distributed.is_available() and \
@@ -289,11 +143,6 @@ class AlignmentEvaluation(pl.Callback):
             unique.setdefault(v.key, v)
         return [unique[k] for k in sorted(unique)]
 
-    def _stride(self, trainer: pl.Trainer) -> int:
-        if self.stride is not None:
-            return self.stride
-        return int(getattr(trainer.datamodule, "alignment_stride", 2))
-
     def _name(self, trainer: pl.Trainer) -> str:
         if self.dataset_name:
             return self.dataset_name
@@ -304,36 +153,14 @@ class AlignmentEvaluation(pl.Callback):
     def evaluate(
         self, trainer: pl.Trainer, stage: str, device: torch.device | str = "cpu"
     ) -> dict[str, dict[str, float]]:
-        videos = self._gather(trainer)
-        dm = trainer.datamodule
-        sets = dm.eval_sets() if dm is not None and hasattr(dm, "eval_sets") else {}
-        by_set: dict[str, list[VideoEmbedding]] = {}
-        for v in videos:
-            by_set.setdefault(v.set_name, []).append(v)
-        results: dict[str, dict[str, float]] = {}
-        for set_name in sorted(by_set):
-            info = sets.get(set_name)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                r = compute_set_metrics(
-                    by_set[set_name],
-                    num_classes=getattr(info, "num_classes", None) or None,
-                    stride=self._stride(trainer),
-                    ap_ks=self.ap_ks,
-                    fractions=self.fractions,
-                    metrics=self.metrics,
-                    train_order=getattr(info, "train_ids", None),
-                    device=device,
-                )
-            if r:
-                results[set_name] = r
-        if len(results) > 1:
-            results["mean"] = mean_over_sets(results)
-        elif results:
-            results["mean"] = dict(next(iter(results.values())))
-        self.results = results
+        """Score the collected videos; returns (and keeps) ``{set: metrics, "mean": ...}``."""
+        self.protocol = self.protocol_for(trainer)
+        scored = score_sets(self._gather(trainer), self.protocol, device)
+        self.results = scored.table()
+        self.broken = scored.broken
         self.last_stage = stage
-        return results
+        self._scored = scored
+        return self.results
 
     def _log(self, pl_module: pl.LightningModule, trainer: pl.Trainer, stage: str) -> None:
         name = self._name(trainer)
@@ -341,10 +168,24 @@ class AlignmentEvaluation(pl.Callback):
             for metric, value in r.items():
                 pl_module.log(f"{stage}/{name}/{set_name}/{metric}", float(value),
                               sync_dist=False, rank_zero_only=False)
+        pl_module.log(f"{stage}/{name}/broken_videos", float(len(self.broken)),
+                      sync_dist=False, rank_zero_only=False)
+
+    def _save(self, trainer: pl.Trainer, stage: str) -> None:
+        folder = trainer.log_dir or trainer.default_root_dir  # a collective: every rank
+        if not (self.save_json and trainer.is_global_zero):
+            return
+        payload = results_payload(
+            self._scored, self.protocol, stage=stage, dataset=self._name(trainer),
+            epoch=trainer.current_epoch, global_step=trainer.global_step,
+        )
+        write_results(results_path(folder, stage, trainer.current_epoch), payload)
 
     def _finish(self, trainer, pl_module, stage: str) -> None:
         self.evaluate(trainer, stage, device=pl_module.device)
         self._log(pl_module, trainer, stage)
+        if self.save_json:
+            self._save(trainer, stage)
         self._videos = []
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -364,6 +205,7 @@ class AlignmentEvaluation(pl.Callback):
             self._print(trainer, self.last_stage, f" after epoch {trainer.current_epoch}")
 
     def _print(self, trainer: pl.Trainer, stage: str, when: str = "") -> None:
-        if trainer.is_global_zero and self.results:
+        if trainer.is_global_zero and (self.results or self.broken):
             title = f"{stage} metrics ({self._name(trainer)}){when}"
-            print("\n" + format_table(self.results, title) + "\n", file=sys.stdout, flush=True)
+            table = format_table(self.results, title, self.broken)
+            print("\n" + table + "\n", file=sys.stdout, flush=True)

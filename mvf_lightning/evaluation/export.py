@@ -13,7 +13,15 @@ Layout of an export directory::
      "videos": [{"id": "0001", "set_name": "baseball_pitch", "split": "val",
                  "group": "baseball_pitch", "file": "0001.npy", "num_frames": 151,
                  "has_labels": true, "labels_file": "0001.labels.npy",
-                 "frame_indices_file": null}]}
+                 "frame_indices_file": null}],
+     "dataset": "penn",
+     "protocol": {"stride": 2, "probe": "logreg", "fractions": [1.0], ...},
+     "broken_videos": [{"set_name": "golf", "split": "val", "video_id": "0042",
+                        "error": "..."}]}
+
+``dataset``, ``protocol`` (:meth:`EvalProtocol.to_json`: how training evaluated these
+videos, so ``evaluate`` scores the export the same way without flags) and
+``broken_videos`` (videos that failed to decode and were not exported) are optional.
 
 ``set_name`` is the unit metrics are computed over (Penn Action: the action;
 FineGym: the dataset). File stems come from the video id (characters outside
@@ -29,11 +37,13 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from .protocol import EvalProtocol, VideoEmbedding
 
 EXPORT_FORMAT = "mvf_lightning.embeddings"
 EXPORT_VERSION = 1
@@ -44,32 +54,15 @@ __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "EmbeddingExportError",
-    "EmbeddingRecord",
+    "VideoEmbedding",
     "read_embeddings",
+    "read_export_info",
     "write_embeddings",
 ]
 
 
 class EmbeddingExportError(ValueError):
     """An embedding export is malformed; the message names the file and the problem."""
-
-
-@dataclass
-class EmbeddingRecord:
-    """Embeddings of one whole video plus what the metrics need to group and score it."""
-
-    video_id: str
-    set_name: str
-    split: str
-    embeddings: np.ndarray  # float32 [N, E]
-    labels: np.ndarray | None = None  # int64 [N], -1 = unknown
-    frame_indices: np.ndarray | None = None  # int64 [N]
-    group: str = ""
-
-    @property
-    def num_frames(self) -> int:
-        """Number of embedded frames ``N``."""
-        return int(self.embeddings.shape[0])
 
 
 def _to_numpy(x: object) -> np.ndarray:
@@ -90,10 +83,12 @@ def _safe_stem(video_id: str, used: set[str]) -> str:
     return candidate
 
 
-def _check_record(i: int, rec: EmbeddingRecord) -> tuple[np.ndarray, np.ndarray | None,
+def _check_record(i: int, rec: VideoEmbedding) -> tuple[np.ndarray, np.ndarray | None,
                                                            np.ndarray | None]:
     """Validated float32 embeddings, int64 labels and frame indices of record ``i``."""
     where = f"record {i} (id {rec.video_id!r})"
+    if rec.broken:
+        raise ValueError(f"{where}: broken video ({rec.error}); pass it as broken=, not a record")
     for name in ("video_id", "set_name", "split", "group"):
         if not isinstance(getattr(rec, name), str):
             raise ValueError(f"{where}: {name} must be a string")
@@ -137,9 +132,18 @@ def is_export(path: Path) -> bool:
 
 
 def write_embeddings(
-    out_dir: str | os.PathLike, records: Iterable[EmbeddingRecord], overwrite: bool = False
+    out_dir: str | os.PathLike,
+    records: Iterable[VideoEmbedding],
+    overwrite: bool = False,
+    *,
+    protocol: EvalProtocol | None = None,
+    dataset: str | None = None,
+    broken: Iterable[VideoEmbedding] = (),
 ) -> Path:
     """Write ``records`` as an export at ``out_dir``, atomically; returns the directory.
+
+    ``protocol`` and ``dataset`` record how the videos are to be scored; ``broken`` lists
+    videos that failed to decode (their ``error``), which are not exported.
 
     Refuses an existing non-empty ``out_dir`` unless ``overwrite`` is set, and even then
     replaces only a directory that is itself an embedding export (never arbitrary data).
@@ -207,6 +211,15 @@ def write_embeddings(
             "embedding_dim": dim,
             "videos": videos,
         }
+        if dataset is not None:
+            index["dataset"] = str(dataset)
+        if protocol is not None:
+            index["protocol"] = protocol.to_json()
+        index["broken_videos"] = [
+            {"set_name": b.set_name, "split": b.split, "video_id": b.video_id,
+             "error": str(b.error)}
+            for b in broken
+        ]
         with open(tmp / INDEX_NAME, "w", encoding="utf-8") as f:
             json.dump(index, f, indent=1)
             f.write("\n")
@@ -240,15 +253,8 @@ def _load(path: Path) -> np.ndarray:
         raise EmbeddingExportError(f"{path}: cannot read as a .npy array: {e}") from e
 
 
-def read_embeddings(
-    export_dir: str | os.PathLike,
-) -> dict[str, dict[str, list[EmbeddingRecord]]]:
-    """Read an export as ``{set_name: {split: [EmbeddingRecord, ...]}}`` in index order.
-
-    Every split key (``"train"``, ``"val"``) is present for every set, possibly empty.
-    Raises :class:`EmbeddingExportError` naming the file and the problem.
-    """
-    root = Path(export_dir)
+def _read_index(root: Path) -> tuple[Path, dict[str, Any]]:
+    """The parsed ``index.json`` of an export, format and version checked."""
     index_path = root / INDEX_NAME
     if not index_path.is_file():
         raise EmbeddingExportError(f"{index_path}: not found (is {root} an embedding export?)")
@@ -264,6 +270,43 @@ def read_embeddings(
             f"{index_path}: unsupported version {index.get('version')!r} "
             f"(this reader knows {EXPORT_VERSION})"
         )
+    return index_path, index
+
+
+def read_export_info(export_dir: str | os.PathLike) -> dict[str, Any]:
+    """What an export records besides its videos: ``dataset`` (str or None), ``protocol``
+    (:class:`EvalProtocol` or None for exports made before it was recorded) and
+    ``broken_videos`` (list of :class:`VideoEmbedding` with ``error`` set)."""
+    index_path, index = _read_index(Path(export_dir))
+    protocol = index.get("protocol")
+    if protocol is not None:
+        try:
+            protocol = EvalProtocol.from_json(protocol, where=f"{index_path}: protocol")
+        except ValueError as e:
+            raise EmbeddingExportError(str(e)) from e
+    broken = []
+    for i, b in enumerate(index.get("broken_videos") or []):
+        try:
+            broken.append(VideoEmbedding(video_id=str(b["video_id"]), set_name=str(b["set_name"]),
+                                         split=str(b["split"]), embeddings=None,
+                                         error=str(b.get("error", ""))))
+        except (KeyError, TypeError) as e:
+            raise EmbeddingExportError(f"{index_path}: broken_videos[{i}]: {e!r}") from e
+    dataset = index.get("dataset")
+    return {"dataset": None if dataset is None else str(dataset), "protocol": protocol,
+            "broken_videos": broken}
+
+
+def read_embeddings(
+    export_dir: str | os.PathLike,
+) -> dict[str, dict[str, list[VideoEmbedding]]]:
+    """Read an export as ``{set_name: {split: [VideoEmbedding, ...]}}`` in index order.
+
+    Every split key (``"train"``, ``"val"``) is present for every set, possibly empty.
+    Raises :class:`EmbeddingExportError` naming the file and the problem.
+    """
+    root = Path(export_dir)
+    index_path, index = _read_index(root)
     dim = index.get("embedding_dim")
     videos = index.get("videos")
     if not isinstance(dim, int) or dim < 1:
@@ -271,7 +314,7 @@ def read_embeddings(
     if not isinstance(videos, list) or not videos:
         raise EmbeddingExportError(f"{index_path}: 'videos' must be a non-empty list")
 
-    out: dict[str, dict[str, list[EmbeddingRecord]]] = {}
+    out: dict[str, dict[str, list[VideoEmbedding]]] = {}
     for i, v in enumerate(videos):
         where = f"videos[{i}]"
         if not isinstance(v, dict):
@@ -310,7 +353,7 @@ def read_embeddings(
                     f"{path}: expected int64 [{n}], got {arr.dtype} {list(arr.shape)}"
                 )
             extras[key] = arr
-        rec = EmbeddingRecord(
+        rec = VideoEmbedding(
             video_id=str(v["id"]),
             set_name=str(v["set_name"]),
             split=v["split"],

@@ -10,6 +10,7 @@ once, at the end of the predict epoch, with
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,15 @@ from .export import (
     EXPORT_FORMAT,
     INDEX_NAME,
     SPLITS,
-    EmbeddingRecord,
     is_export,
     write_embeddings,
 )
+from .protocol import EvalProtocol, VideoEmbedding
 
 __all__ = ["EmbeddingExport"]
 
 # (sort key, record): the sort key is (dataloader_idx, dataset index) where known.
-_Item = tuple[tuple[int, int], EmbeddingRecord]
+_Item = tuple[tuple[int, int], VideoEmbedding]
 
 
 def _numpy(x: Any, dtype: Any) -> np.ndarray:
@@ -61,7 +62,10 @@ class EmbeddingExport(BasePredictionWriter):
 
     Every video is written once, keyed by ``(set_name, split, video_id)`` (a video that comes
     twice keeps its first copy), in dataset order. Labels are written where known, i.e.
-    unless all of a video's labels are ``-1``; source frame indices are written too.
+    unless all of a video's labels are ``-1``; source frame indices are written too. The
+    export records the DataModule's evaluation protocol, so ``evaluate`` scores it as
+    training did. Videos that fail to decode are skipped with one warning and listed in
+    the export's ``broken_videos``.
 
     Under DDP every rank embeds its own shard; the shards are gathered to rank 0, which writes
     the one export (so ``output_dir`` needs to be reachable from rank 0 only). Errors while
@@ -124,6 +128,14 @@ class EmbeddingExport(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
+        if isinstance(prediction, dict) and prediction.get("broken") is True:
+            broken = VideoEmbedding(
+                video_id=str(prediction.get("video_id")), set_name=str(prediction.get("set_name")),
+                split=str(prediction.get("split")), embeddings=None,
+                error=str(prediction.get("error", "")),
+            )
+            self._items.append(((int(dataloader_idx), batch_idx), broken))
+            return
         if not isinstance(prediction, dict) or "embeddings" not in prediction:
             raise ValueError(
                 "EmbeddingExport: predict_step must return a dict with 'embeddings' [N, E] "
@@ -147,7 +159,7 @@ class EmbeddingExport(BasePredictionWriter):
                 f"EmbeddingExport: video {prediction['video_id']!r} has split {split!r}; "
                 f"exports hold the roles {SPLITS}"
             )
-        record = EmbeddingRecord(
+        record = VideoEmbedding(
             video_id=prediction["video_id"],
             set_name=prediction["set_name"],
             split=split,
@@ -177,7 +189,7 @@ class EmbeddingExport(BasePredictionWriter):
         return [item for part in parts for item in (part or [])]
 
     @staticmethod
-    def _unique(items: list[_Item]) -> list[EmbeddingRecord]:
+    def _unique(items: list[_Item]) -> list[VideoEmbedding]:
         unique: dict[tuple[str, str, str], _Item] = {}
         for order, rec in items:
             key = (rec.set_name, rec.split, rec.video_id)
@@ -185,17 +197,37 @@ class EmbeddingExport(BasePredictionWriter):
                 unique[key] = (order, rec)
         return [rec for _, rec in sorted(unique.values(), key=lambda item: item[0])]
 
+    @staticmethod
+    def _protocol(trainer: pl.Trainer) -> tuple[EvalProtocol | None, str | None]:
+        """The DataModule's evaluation protocol (with this run's world size) and name."""
+        dm = trainer.datamodule
+        protocol = getattr(dm, "eval_protocol", None) if dm is not None else None
+        if protocol is not None:
+            protocol = protocol.with_world_size(trainer.world_size)
+        return protocol, getattr(dm, "eval_name", None)
+
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         items = self._gather(trainer)
         self._items = []
         error = None
         count = 0
+        protocol, dataset = self._protocol(trainer)
         if items is not None:
             try:
-                records = self._unique(items)
+                unique = self._unique(items)
+                records = [r for r in unique if not r.broken]
+                broken = [r for r in unique if r.broken]
+                if broken:
+                    listing = "; ".join(f"{b.set_name}/{b.split}/{b.video_id}: {b.error}"
+                                        for b in broken)
+                    warnings.warn(f"EmbeddingExport: {len(broken)} video(s) failed to decode "
+                                  f"and were not exported: {listing}", stacklevel=2)
                 if not records:
                     raise ValueError("EmbeddingExport: the predict loop produced no videos")
-                self.written = write_embeddings(self.output_dir, records, overwrite=self.overwrite)
+                self.written = write_embeddings(
+                    self.output_dir, records, overwrite=self.overwrite, protocol=protocol,
+                    dataset=dataset, broken=broken,
+                )
                 count = len(records)
             except (OSError, ValueError) as e:
                 error = f"{type(e).__name__}: {e}"

@@ -1,25 +1,33 @@
-"""Cache of frozen-backbone features for evaluation videos.
+"""Frozen-backbone features of evaluation videos, computed once and reused.
 
 The backbone is frozen and evaluation frames are not augmented, so a video's backbone tokens
 never change between evaluations: computed once, later evaluations run only the trainable
-part. Entries live in memory and/or on disk (safetensors), under a namespace derived from
-everything that determines the features: backbone name, weights and blocks, the evaluation
-transform and decoding, and the content of the evaluation indexes. A change to any of them
-gives a new namespace, so stale entries are never used; an entry whose frame count disagrees
-with the video is treated as stale and recomputed.
+part. :class:`CachedBackbone` wraps the backbone on the evaluation path; its entries
+(:class:`FeatureCache`: memory and/or disk, safetensors) live under a namespace derived
+from the backbone's identity (architecture, weights, blocks) and a fingerprint of the
+evaluation preprocessing that the DataModule gives (decoding, transform, index contents).
+A change to either gives a new namespace, so stale entries are never used; an entry whose
+frame count disagrees with the video is treated as stale and recomputed. No Lightning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..utils.atomic import atomic_path
+
+CACHE_MODES = ("off", "memory", "disk", "both")
+DEFAULT_CACHE_DIR = "~/.cache/mvf_lightning/features"
 
 CACHE_FORMAT = 1
 
@@ -159,3 +167,87 @@ class FeatureCache:
             "memory_mb": self.memory_bytes / 2**20,
             "disk_mb": self.disk_bytes / 2**20,
         }
+
+
+@dataclass
+class FeatureCacheConfig:
+    """Where frozen-backbone features of evaluation videos are kept (``model.feature_cache``)."""
+
+    mode: str = "memory"
+    """``off``, ``memory``, ``disk`` or ``both``."""
+    directory: str | None = None
+    """Disk cache folder (default ``~/.cache/mvf_lightning/features``)."""
+    max_memory_gb: float = 4.0
+    max_disk_gb: float = 20.0
+    """Budgets: videos beyond them are recomputed each time."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in CACHE_MODES:
+            raise ValueError(f"feature_cache.mode={self.mode!r}: use one of {CACHE_MODES}")
+
+
+class CachedBackbone:
+    """The backbone on the evaluation path: ``frames [N, 3, H, W]`` of one whole video ->
+    ``tokens [N, S, C]``, ``cls [N, C] | None``, from the cache when this backbone has seen
+    the video under the same preprocessing before.
+
+    Caching is skipped (features computed every time) when the mode is ``off``, when part of
+    the backbone trains (its features change), or when no preprocessing fingerprint is given.
+    """
+
+    def __init__(self, backbone: nn.Module, config: FeatureCacheConfig | None = None) -> None:
+        self.backbone = backbone
+        self.config = config or FeatureCacheConfig()
+        self.cache: FeatureCache | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the backbone's features (not how they are batched)."""
+        config = getattr(self.backbone, "config", None)
+        settings = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+        settings.pop("chunk_size", None)
+        return {
+            "class": type(self.backbone).__name__,
+            "config": settings,
+            "weights": getattr(self.backbone, "weight_source", None),
+        }
+
+    @property
+    def active(self) -> bool:
+        return self.config.mode != "off" and bool(getattr(self.backbone, "fully_frozen", False))
+
+    def _cache_for(self, fingerprint: str) -> FeatureCache:
+        namespace = {"backbone": self.identity(), "preprocessing": fingerprint}
+        if self.cache is None or self.cache.id != FeatureCache.namespace_id(namespace):
+            mode = self.config.mode
+            directory = None
+            if mode in ("disk", "both"):
+                directory = Path(self.config.directory or DEFAULT_CACHE_DIR).expanduser()
+            self.cache = FeatureCache(
+                namespace,
+                directory=directory,
+                memory=mode in ("memory", "both"),
+                max_memory_gb=self.config.max_memory_gb,
+                max_disk_gb=self.config.max_disk_gb,
+            )
+        return self.cache
+
+    @torch.no_grad()
+    def __call__(
+        self, frames: torch.Tensor, item: Mapping[str, Any], fingerprint: str | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features of the video ``item`` (its ``set_name``, ``split``, ``video_id`` and
+        ``frame_indices`` key the entry) whose frames are ``frames``."""
+        if not self.active or fingerprint is None:
+            return self.backbone(frames)
+        cache = self._cache_for(fingerprint)
+        key = cache.key(item)
+        cached = cache.get(key, frames.shape[0], frames.device)
+        if cached is not None:
+            tokens, cls = cached
+            return tokens.to(frames.dtype), None if cls is None else cls.to(frames.dtype)
+        tokens, cls = self.backbone(frames)
+        return cache.put(key, tokens, cls)
+
+    def stats(self) -> dict[str, float]:
+        """Hits, misses and sizes of the current cache (empty before the first use)."""
+        return {} if self.cache is None else self.cache.stats()
