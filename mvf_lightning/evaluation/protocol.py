@@ -93,6 +93,10 @@ class SetSpec:
     train_ids: tuple[str, ...] = ()
     """Order of the train videos ("the first f N"); empty: the order they come in."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_ids", tuple(str(i) for i in self.train_ids))
+        object.__setattr__(self, "num_classes", int(self.num_classes))
+
 
 def fraction_name(fraction: float) -> str:
     """``1.0`` -> ``"1.0"``, ``0.25`` -> ``"0.25"``."""
@@ -249,10 +253,12 @@ def score_set(
 ) -> dict[str, float]:
     """The protocol's metrics of one set from its train and val videos (broken ones are
     skipped), in :meth:`EvalProtocol.metric_names` order; a metric the data cannot define
-    (no labels, no train videos, a single val video) is absent."""
+    (no labels, no train videos, a single val video) is absent. Val videos are taken in
+    id order and train videos in ``spec.train_ids`` order (else as given), so the same
+    videos give the same numbers whichever order they arrive in."""
     videos = [v for v in videos if not v.broken]
     train = [v for v in videos if v.split == "train"]
-    val = [v for v in videos if v.split == "val"]
+    val = sorted((v for v in videos if v.split == "val"), key=lambda v: v.video_id)
     if spec is not None and spec.train_ids:
         rank = {vid: i for i, vid in enumerate(spec.train_ids)}
         train.sort(key=lambda v: rank.get(v.video_id, len(rank)))
