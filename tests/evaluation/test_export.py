@@ -11,7 +11,7 @@ import torch
 
 from mvf_lightning.evaluation import (
     EmbeddingExportError,
-    EmbeddingRecord,
+    VideoEmbedding,
     read_embeddings,
     write_embeddings,
 )
@@ -30,7 +30,7 @@ def make_records(rng: np.random.Generator, sets=("golf", "tennis"), dim=8, per_s
                 x = centers[y] + 0.3 * rng.normal(size=(n, dim))
                 y[0] = -1  # one unlabelled frame per video
                 recs.append(
-                    EmbeddingRecord(
+                    VideoEmbedding(
                         video_id=f"{s}/{split}-{i}",
                         set_name=s,
                         split=split,
@@ -47,7 +47,7 @@ def test_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     recs = make_records(rng)
     recs.append(
-        EmbeddingRecord("unlabelled", "golf", "val", torch.zeros(4, 8, dtype=torch.float64))
+        VideoEmbedding("unlabelled", "golf", "val", torch.zeros(4, 8, dtype=torch.float64))
     )
     out = write_embeddings(tmp_path / "emb", recs)
     index = json.loads((out / "index.json").read_text())
@@ -111,9 +111,9 @@ def test_failed_write_leaves_nothing(tmp_path):
 def test_colliding_ids_get_distinct_files(tmp_path):
     x = np.zeros((2, 3), np.float32)
     recs = [
-        EmbeddingRecord("a/b", "s", "val", x, labels=np.zeros(2, np.int64)),
-        EmbeddingRecord("a_b", "s", "val", x + 1),
-        EmbeddingRecord("a_b.labels", "s", "val", x + 2),
+        VideoEmbedding("a/b", "s", "val", x, labels=np.zeros(2, np.int64)),
+        VideoEmbedding("a_b", "s", "val", x + 1),
+        VideoEmbedding("a_b.labels", "s", "val", x + 2),
     ]
     out = write_embeddings(tmp_path / "e", recs)
     files = [v["file"] for v in json.loads((out / "index.json").read_text())["videos"]]
@@ -159,17 +159,19 @@ def test_evaluate_main(tmp_path, capsys):
     )
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "classification@0.5" in printed and "mean" in printed and "golf" in printed
+    assert "phase_classification_logreg@0.5" in printed and "mean" in printed
+    assert "golf" in printed
     data = json.loads(result.read_text())
-    assert data["format"] == "mvf_lightning.metrics" and data["num_sets"] == 2
-    keys = {"classification@0.5", "classification@1", "progression", "kendalls_tau",
-            "ap@5", "ap@10", "ap@15"}
+    assert data["format"] == "mvf_lightning.evaluation_results" and len(data["sets"]) == 2
+    keys = {"phase_classification_logreg@0.5", "phase_classification_logreg@1.0",
+            "phase_progression", "kendalls_tau", "retrieval_ap@5", "retrieval_ap@10",
+            "retrieval_ap@15"}
     assert set(data["mean"]) == keys
     for name in ("golf", "tennis"):
         row = data["sets"][name]
-        assert row["classification@1"] > 0.9  # well-separated phases
-        assert 0.0 <= row["ap@5"] <= 1.0 and -1.0 <= row["kendalls_tau"] <= 1.0
-        assert row["progression"] is not None
+        assert row["phase_classification_logreg@1.0"] > 0.9  # well-separated phases
+        assert 0.0 <= row["retrieval_ap@5"] <= 1.0 and -1.0 <= row["kendalls_tau"] <= 1.0
+        assert row["phase_progression"] is not None
     mean_tau = np.mean([data["sets"][s]["kendalls_tau"] for s in ("golf", "tennis")])
     assert math.isclose(data["mean"]["kendalls_tau"], mean_tau, rel_tol=1e-12)
 

@@ -29,7 +29,6 @@ from ._inputs import (
     _check_fraction,
     _device_of,
     _embeddings,
-    _labelled_frames,
     _labels,
 )
 
@@ -68,6 +67,21 @@ def init_linear(
     return w, b
 
 
+def _frames_in(
+    embs: list[torch.Tensor], labels: list[torch.Tensor], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Labelled frames of all videos concatenated in ``dtype`` (no float64 copy of a
+    FineGym-sized set), their labels and per-video counts ``[V]``."""
+    x = torch.cat([e.to(dtype) for e in embs])
+    y = torch.cat(labels)
+    vid = torch.repeat_interleave(
+        torch.arange(len(embs), device=y.device),
+        torch.tensor([e.shape[0] for e in embs], device=y.device),
+    )
+    keep = y >= 0
+    return x[keep], y[keep], torch.bincount(vid[keep], minlength=len(embs))
+
+
 def phase_classification_sgd(
     train_embs: Sequence[ArrayLike],
     train_labels: Sequence[ArrayLike],
@@ -98,15 +112,14 @@ def phase_classification_sgd(
     if dim != vx[0].shape[1]:
         raise ValueError(f"{fn}: train embedding dim {dim} != val embedding dim {vx[0].shape[1]}")
     n = probe_train_videos(len(tx), fraction, settings)
-    x, y, lens = _labelled_frames(tx[:n], ty[:n])
-    xv, yv, _ = _labelled_frames(vx, vy)
+    x, y, lens = _frames_in(tx[:n], ty[:n], dtype)
+    xv, yv, _ = _frames_in(vx, vy, dtype)
     if yv.numel() == 0:
         return math.nan
     top = int(max(int(y.max()) if y.numel() else -1, int(yv.max())))
     classes = top + 1 if num_classes is None else int(num_classes)
     if classes < 1 or top >= classes:
         raise ValueError(f"{fn}: labels go up to {top} but num_classes is {num_classes}")
-    x, xv = x.to(dtype), xv.to(dtype)
 
     generator = torch.Generator().manual_seed(int(settings.seed))
     w64, b64 = init_linear(dim, classes, generator)
