@@ -172,10 +172,11 @@ def test_eval_labels_resampled_and_unlabelled(tiny_root):
     assert ds[1]["labels"].tolist() == [-1] * 36
 
 
-def test_eval_broken_raises(tmp_path):
+def test_eval_broken_gives_a_marker_naming_the_file(tmp_path):
     index = VideoIndex("x", "val", [VideoRecord("gone", "gone.mp4", 10)], tmp_path)
-    with pytest.raises(decode.VideoDecodeError, match="gone.mp4"):
-        EvalVideoDataset(index)[0]
+    item = EvalVideoDataset(index)[0]
+    assert item["broken"] is True and "frames" not in item and item["video_id"] == "gone"
+    assert "gone.mp4" in item["error"]
 
 
 def test_epoch_seeded_sampler_shards_and_sets_epoch(train_index):
