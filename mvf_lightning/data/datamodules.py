@@ -114,6 +114,8 @@ class VideoDataModule(LightningDataModule):
     :attr:`broken_videos` (also saved in checkpoints through :meth:`state_dict`); when the
     up-front check finds more than the tolerance, training stops before its first step with
     one line naming the count and where the list is.
+    An evaluation video that fails to decode becomes a ``broken`` marker item, left out of
+    every metric and listed.
     """
 
     prepare_hint = "python -m mvf_lightning prepare <dataset> --out {root}"
