@@ -47,7 +47,7 @@ def tiny_module() -> MVFormerModule:
     )
 
 
-def trainer(callbacks, logger=False, root: Path | None = None) -> pl.Trainer:
+def trainer(callbacks, root: Path, logger=False) -> pl.Trainer:
     return pl.Trainer(accelerator="cpu", devices=1, logger=logger, callbacks=callbacks,
                       enable_progress_bar=False, enable_model_summary=False,
                       enable_checkpointing=False, default_root_dir=root)
@@ -73,7 +73,7 @@ def test_validate_predict_and_evaluate_skip_the_broken_video(broken_root, tmp_pa
     evaluation = AlignmentEvaluation(stride=1)
     logger = CSVLogger(str(tmp_path), name="run")
     with pytest.warns(UserWarning, match=f"demo/val/{victim} failed to decode"):
-        first = trainer([evaluation], logger).validate(model, datamodule(root), verbose=False)[0]
+        first = trainer([evaluation], tmp_path, logger).validate(model, datamodule(root), verbose=False)[0]
     assert first["val/demo/broken_videos"] == 1.0
     assert first["val/demo/mean/kendalls_tau"] == first["val/demo/mean/kendalls_tau"]  # not NaN
     assert "phase_classification_logreg@1.0" in evaluation.results["mean"]
@@ -86,14 +86,15 @@ def test_validate_predict_and_evaluate_skip_the_broken_video(broken_root, tmp_pa
     # a second evaluation with the same model: backbone features come from the cache
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        second = trainer([AlignmentEvaluation(stride=1, print_table=False)]).validate(
-            model, datamodule(root), verbose=False)[0]
+        second = trainer([AlignmentEvaluation(stride=1, print_table=False)], tmp_path / "2")
+        second = second.validate(model, datamodule(root), verbose=False)[0]
     assert model.cached_backbone.stats()["hits"] == 6  # 4 train + 2 decodable val videos
     assert second == first
+    assert (tmp_path / "2" / "evaluation" / "val_epoch0000.json").is_file()  # no logger
 
     out = tmp_path / "export"
     with pytest.warns(UserWarning, match="1 video.s. failed to decode and were not exported"):
-        trainer([EmbeddingExport(output_dir=str(out))]).predict(
+        trainer([EmbeddingExport(output_dir=str(out))], tmp_path).predict(
             model, datamodule(root), return_predictions=False)
     assert [b.video_id for b in read_export_info(out)["broken_videos"]] == [victim]
     capsys.readouterr()

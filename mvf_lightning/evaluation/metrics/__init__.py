@@ -2,7 +2,8 @@
 
 Every function takes lists of per-video arrays (numpy or torch, on any device) and
 computes with torch on the inputs' device (the first CUDA device among them, else
-CPU), in float64 (the SGD probe in float32, as the reference). No scikit-learn or scipy at run time; the tests check agreement
+CPU), in float64 (the SGD probe in float32, as the reference). No scikit-learn or scipy
+at run time; the tests check agreement
 with the scipy / scikit-learn formulations. See ``docs/architecture.md`` and the
 "Evaluation protocol" of the reference for the definitions.
 
