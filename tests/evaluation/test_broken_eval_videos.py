@@ -73,7 +73,8 @@ def test_validate_predict_and_evaluate_skip_the_broken_video(broken_root, tmp_pa
     evaluation = AlignmentEvaluation(stride=1)
     logger = CSVLogger(str(tmp_path), name="run")
     with pytest.warns(UserWarning, match=f"demo/val/{victim} failed to decode"):
-        first = trainer([evaluation], tmp_path, logger).validate(model, datamodule(root), verbose=False)[0]
+        first = trainer([evaluation], tmp_path, logger).validate(
+            model, datamodule(root), verbose=False)[0]
     assert first["val/demo/broken_videos"] == 1.0
     assert first["val/demo/mean/kendalls_tau"] == first["val/demo/mean/kendalls_tau"]  # not NaN
     assert "phase_classification_logreg@1.0" in evaluation.results["mean"]
