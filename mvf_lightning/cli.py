@@ -23,6 +23,7 @@ commands:
   prepare                           convert a dataset release into mvf_lightning's index
   evaluate                          alignment metrics on exported embeddings (--embeddings DIR)
   results                           one table of finished / running / failed runs: RUNS_DIR ...
+  align                             align videos to a query video, frame by frame (--ckpt)
 
 Run `python -m mvf_lightning <command> --help` for the options of one command.
 """
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             from .results import main as results_main
 
             return results_main(rest)
+        if command == "align":
+            from .align.command import main as align_main
+
+            return align_main(rest)
         if command == "summary":
             return summary(rest)
         if command in LIGHTNING_COMMANDS:

@@ -1,0 +1,127 @@
+"""The model ``align`` embeds with and the evaluation preprocessing that goes with it, from a
+checkpoint (its own hyper-parameters and DataModule settings) or from a config file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["Preprocessing", "file_identity", "load_model"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Evaluation preprocessing of the DataModule: decode size, then resize the shorter side
+    to ``crop_size``, centre-crop and normalise (``data.augment.EvalTransform``)."""
+
+    crop_size: int = 224
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    decode_size: tuple[int, int] | None = None
+
+    @classmethod
+    def from_data_settings(cls, settings: dict[str, Any] | None) -> Preprocessing:
+        """From a DataModule's hyper-parameters / ``init_args`` (missing keys: the defaults)."""
+        from ..data.augment import IMAGENET_MEAN, IMAGENET_STD
+
+        s = dict(settings or {})
+        size = s.get("decode_size")
+        return cls(
+            crop_size=int(s.get("crop_size") or 224),
+            mean=tuple(float(v) for v in (s.get("mean") or IMAGENET_MEAN)),
+            std=tuple(float(v) for v in (s.get("std") or IMAGENET_STD)),
+            decode_size=None if size is None else (int(size[0]), int(size[1])),
+        )
+
+    def transform(self):
+        from ..data.augment import EvalTransform
+
+        return EvalTransform(crop_size=self.crop_size, mean=self.mean, std=self.std)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """Path, size and sha256 of a file: what a result was computed from."""
+    path = Path(path).resolve()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__})") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    if "mvf_lightning" not in ckpt or "hyper_parameters" not in ckpt:
+        raise ValueError(
+            f"{path}: not an mvf_lightning MV-Former checkpoint (another architecture: no "
+            "'mvf_lightning' entry or model hyper-parameters)"
+        )
+    return ckpt
+
+
+def _config_sections(config: Path) -> tuple[dict, dict]:
+    """``(model init args, data init args)`` of a training config, as LightningCLI reads it."""
+    from ..config_files import expand_config_args
+    from ..lightning_cli import MVFLightningCLI, _to_plain
+
+    cli = MVFLightningCLI(
+        args=expand_config_args(["--config", str(config)]), run=False, model_only=True
+    )
+    model = _to_plain(cli.config["model"])
+    data = _to_plain(cli.config.get("data")) or {}
+    return model, dict(data.get("init_args") or {})
+
+
+def load_model(
+    ckpt: str | os.PathLike | None = None, config: str | os.PathLike | None = None
+) -> tuple[Any, Preprocessing, dict[str, Any]]:
+    """``(MVFormerModule in eval mode, preprocessing, identity)``.
+
+    With ``ckpt`` alone the model and preprocessing come from the checkpoint; with
+    ``config`` they come from the config (its ``pretrained`` backbone), and a checkpoint
+    given too must fit that architecture. The identity records where the weights came from.
+    """
+    from ..module import MVFormerModule
+
+    if ckpt is None and config is None:
+        raise ValueError("align needs --ckpt CHECKPOINT or --config CONFIG (or both)")
+    checkpoint = None
+    identity: dict[str, Any] = {}
+    if ckpt is not None:
+        path = Path(ckpt).expanduser()
+        checkpoint = _read_checkpoint(path)
+        identity["checkpoint"] = file_identity(path)
+    if config is not None:
+        config = Path(config).expanduser()
+        if not config.is_file():
+            raise FileNotFoundError(f"config not found: {config}")
+        model_args, data_args = _config_sections(config)
+        identity["config"] = file_identity(config)
+    else:
+        model_args = dict(checkpoint["hyper_parameters"])
+        data_args = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    module = MVFormerModule(**model_args)
+    if checkpoint is not None:
+        try:
+            module.on_load_checkpoint(checkpoint)
+            module.load_state_dict(checkpoint["state_dict"])
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(f"{ckpt}: {e}".splitlines()[0]) from e
+    identity["backbone"] = module._backbone_identity()
+    module.eval()
+    return module, Preprocessing.from_data_settings(data_args), identity
