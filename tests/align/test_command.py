@@ -75,7 +75,7 @@ def test_json_and_png_agree(aligned):
     assert v["sha256"] == hashlib.sha256(aligned["path"].read_bytes()).hexdigest()
     assert record["inputs"]["model"]["checkpoint"]["size"] > 0
     assert len(v["matched_frame"]) == len(v["distance"]) == q["num_frames"]
-    assert 0 <= min(v["matched_frame"]) and max(v["matched_frame"]) < v["num_frames"]
+    assert min(v["matched_frame"]) >= 0 and max(v["matched_frame"]) < v["num_frames"]
     assert v["mean_distance"] == pytest.approx(np.mean(v["distance"]), abs=1e-5)
     assert v["dtw_cost"] >= sum(v["distance"]) - 1e-3  # the path visits every query frame
     image = Image.open(out / "similarity.png")

@@ -17,7 +17,7 @@ def all_paths_min(cost: np.ndarray) -> float:
     """Cheapest of every path (0,0) -> (N-1,M-1) with steps (1,0), (0,1), (1,1)."""
     n, m = cost.shape
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def best(i: int, j: int) -> float:
         if (i, j) == (n - 1, m - 1):
             return cost[i, j]
