@@ -1,68 +1,72 @@
-"""Media rendering: shapes, dtypes and one value-level property per function."""
+"""The pictures of one evaluation (evaluation/media.py): sizes, labels drawn, DTW matches."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from mvf_lightning.evaluation.media import (
-    COLORMAPS,
-    alignment_video,
-    apply_colormap,
-    attention_overlay,
-    similarity_matrix_image,
+    EmbeddedVideo,
+    alignment_clip,
+    attention_picture,
+    evenly,
+    similarity_picture,
 )
+from mvf_lightning.visualization import AlignmentCanvas, Track
 
 
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("cmap", sorted(COLORMAPS))
-def test_colormap_brightness_increases(cmap):
-    rgb = apply_colormap(np.linspace(0, 1, 50), cmap)
-    assert rgb.dtype == np.uint8 and rgb.shape == (50, 3)
-    assert np.all(np.diff(luminance(rgb)) >= 0)
+def test_evenly():
+    assert evenly(10, 20).tolist() == list(range(10))
+    assert evenly(10, 3).tolist() == [0, 4, 9]  # 4.5 rounds to even
+    assert evenly(10, 1).tolist() == [0]
 
 
-def test_similarity_matrix_image():
+def test_similarity_picture_with_and_without_phases():
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(6, 4))
-    b = np.vstack([a[:3], -a[3:]])  # frames 0-2 identical, 3-5 opposite
-    img = similarity_matrix_image(a, torch.from_numpy(b), cell_size=2)
-    assert img.dtype == np.uint8 and img.shape == (12, 12, 3)
-    lum = luminance(img[::2, ::2])
-    # identical frames (similarity 1) are the brightest cells, opposite ones the darkest
-    assert lum[0, 0] == lum.max() and lum[4, 4] == lum.min()
-    assert similarity_matrix_image(a, a).shape == (510, 510, 3)  # auto cell size 85
+    a = EmbeddedVideo("a", unit(rng.normal(size=(12, 4))), np.repeat([0, 1, 2], 4))
+    b = EmbeddedVideo("b", unit(rng.normal(size=(9, 4))), np.repeat([0, 1, 2], 3))
+    img = similarity_picture(a, b)
+    assert img.shape == (560, 640, 3) and img.dtype == np.uint8
+    unlabelled = similarity_picture(EmbeddedVideo("a", a.embeddings, np.full(12, -1)),
+                                    EmbeddedVideo("b", b.embeddings))
+    assert (np.abs(img.astype(int) - unlabelled.astype(int)).sum(-1) > 30).sum() > 100
+    assert similarity_picture(a, b, thumbnail=True).shape == (280, 320, 3)
 
 
-def test_attention_overlay():
-    frames = np.full((2, 16, 12, 3), 100, np.uint8)
-    att = np.zeros((2, 3, 4, 4), np.float32)
-    att[:, 0, 0, 0] = 1.0  # token 0 attends to the top-left corner
-    out = attention_overlay(frames, att)
-    assert out.dtype == np.uint8 and out.shape == (2, 16, 12 * 4, 3)
-    np.testing.assert_array_equal(out[:, :, :12], frames)  # the frame itself first
-    panel = luminance(out[0, :, 12:24])
-    assert panel[0, 0] > panel[-1, -1]  # attended corner brighter
-    # [N, K, S] with square S gives the same picture
-    flat = attention_overlay(frames, att.reshape(2, 3, 16))
-    np.testing.assert_array_equal(flat, out)
-    with pytest.raises(ValueError, match="square"):
-        attention_overlay(frames, np.zeros((2, 3, 15), np.float32))
+def test_attention_picture():
+    frames = np.full((5, 32, 32, 3), 90, np.uint8)
+    att = np.random.default_rng(0).random((5, 2, 16)).astype(np.float32)
+    image, caption = attention_picture(frames, att, (4, 4), 3, "vid")
+    assert image.ndim == 3 and image.shape[0] > 3 * 100  # three rows of frames
+    assert "frames 0, 2, 4" in caption and "vid" in caption
+    with pytest.raises(ValueError, match="feature grid"):
+        attention_picture(frames, att, (3, 5), 3, "vid")
 
 
-def test_alignment_video_picks_nearest():
-    q_frames = np.stack([np.full((8, 6, 3), 10 * i, np.uint8) for i in range(3)])
-    c_frames = np.stack([np.full((4, 3, 3), 50 + 10 * i, np.uint8) for i in range(4)])
-    q_embs = np.array([[0.0], [3.0], [1.1]])
-    c_embs = np.array([[3.1], [1.0], [0.2], [9.0]])
-    out = alignment_video(q_frames, c_frames, q_embs, c_embs)
-    assert out.dtype == np.uint8 and out.shape == (3, 8, 12, 3)
-    np.testing.assert_array_equal(out[:, :, :6], q_frames)
-    # nearest candidates: 0 -> 2, 3 -> 0, 1.1 -> 1 (resized to the query frame size)
-    assert [int(out[i, 0, 6, 0]) for i in range(3)] == [70, 50, 60]
-    with pytest.raises(ValueError, match="disagree"):
-        alignment_video(q_frames, c_frames, q_embs[:2], c_embs)
+def test_alignment_clip_shows_the_dtw_matches():
+    n = 16
+    colours = np.linspace(20, 230, n).astype(np.uint8)
+    q_frames = np.repeat(colours[:, None, None, None], 32, 1).repeat(32, 2).repeat(3, 3)
+    embs = unit(np.stack([np.cos(np.arange(n) / 5), np.sin(np.arange(n) / 5), np.ones(n)], 1))
+    warp = np.concatenate([np.repeat(np.arange(8), 2), np.arange(8, n, 2)])  # 20 frames
+    query = EmbeddedVideo("query", embs, None, q_frames)
+    other = EmbeddedVideo("other", embs[warp], None, q_frames[warp])
+    clip, caption = alignment_clip(query, other, max_frames=100)
+    assert clip.shape[0] == n and clip.shape[1] >= 224 and "query" in caption
+    canvas = AlignmentCanvas([Track("query", n, (32, 32)), Track("other", len(warp), (32, 32))])
+    (top, x, h, w), (top2, x2, _, _) = canvas._boxes
+    assert clip.shape[1:3] == (canvas.height, canvas.width)
+    for t in range(n):
+        left = clip[t, top + h // 2, x + w // 2]
+        right = clip[t, top2 + h // 2, x2 + w // 2]
+        assert abs(int(left[0]) - int(colours[t])) <= 1
+        # the matched frame shows this frame's content, or a neighbour the fast part skipped
+        assert abs(int(right[0]) - int(colours[t])) <= colours[1] - colours[0] + 1
+    short, _ = alignment_clip(query, other, max_frames=5)
+    assert short.shape[0] == 5
+    with pytest.raises(ValueError, match="decoded frames"):
+        alignment_clip(EmbeddedVideo("q", embs), other)
