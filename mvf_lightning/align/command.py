@@ -71,7 +71,8 @@ def _labels(path: str | None, num_frames: int, what: str) -> np.ndarray | None:
 
 
 def _check_out(out: Path, inputs: dict, overwrite: bool) -> None:
-    """Refuse a folder that holds another alignment; the same inputs are simply redone."""
+    """Refuse a folder that holds another alignment; the same inputs are simply redone.
+    Only the keys of ``inputs`` are compared (the model is known only once it is loaded)."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
     existing = out / "alignment.json"
@@ -79,6 +80,7 @@ def _check_out(out: Path, inputs: dict, overwrite: bool) -> None:
         return
     try:
         old = json.loads(existing.read_text()).get("inputs")
+        old = {k: old.get(k) for k in inputs}
     except (ValueError, AttributeError):
         old = None
     if old != inputs:

@@ -153,6 +153,9 @@ def test_refusals_name_the_file_and_reason(aligned, tiny_ckpt, tmp_path, capsys)
                      "--quiet", "--no-video", "--overwrite"], capsys)
     assert rc == 0
     assert json.loads((aligned["tmp"] / "nn" / "alignment.json").read_text())["method"] == "dtw"
+    rc, _ = run_cli(["--ckpt", str(tiny_ckpt), clip, other, "--out", out, "--no-cache",
+                     "--quiet", "--no-video"], capsys)
+    assert rc == 0  # the same alignment again is simply redone
     rc, err = run_cli(["--ckpt", str(tiny_ckpt), clip, other, "--out", str(tmp_path / "d"),
                        "--phases", str(aligned["tmp"] / "o.npy")], capsys)
     assert rc == 1 and "o.npy" in err and "120" in err  # labels for the wrong length
