@@ -16,32 +16,40 @@ __all__ = ["Preprocessing", "file_identity", "load_model"]
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Evaluation preprocessing of the DataModule: decode size, then resize the shorter side
-    to ``crop_size``, centre-crop and normalise (``data.augment.EvalTransform``)."""
+    """Evaluation preprocessing of the DataModule: decode size, then the evaluation crop
+    (``resize``: shorter side to ``crop_size`` then centre; ``native``: the centred square)
+    and normalisation (``data.augment.EvalTransform``)."""
 
     crop_size: int = 224
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     decode_size: tuple[int, int] | None = None
+    eval_crop: str = "resize"
 
     @classmethod
-    def from_data_settings(cls, settings: dict[str, Any] | None) -> Preprocessing:
-        """From a DataModule's hyper-parameters / ``init_args`` (missing keys: the defaults)."""
+    def from_data_settings(cls, settings: dict[str, Any] | None, backbone: Any = None
+                           ) -> Preprocessing:
+        """From a DataModule's hyper-parameters / ``init_args`` (missing keys: the defaults;
+        no ``mean`` / ``std``: the backbone's own, as the DataModule does, else ImageNet's)."""
         from ..data.augment import IMAGENET_MEAN, IMAGENET_STD
 
         s = dict(settings or {})
         size = s.get("decode_size")
+        mean = s.get("mean") or getattr(backbone, "mean", None) or IMAGENET_MEAN
+        std = s.get("std") or getattr(backbone, "std", None) or IMAGENET_STD
         return cls(
             crop_size=int(s.get("crop_size") or 224),
-            mean=tuple(float(v) for v in (s.get("mean") or IMAGENET_MEAN)),
-            std=tuple(float(v) for v in (s.get("std") or IMAGENET_STD)),
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
             decode_size=None if size is None else (int(size[0]), int(size[1])),
+            eval_crop=str(s.get("eval_crop") or "resize"),
         )
 
     def transform(self):
         from ..data.augment import EvalTransform
 
-        return EvalTransform(crop_size=self.crop_size, mean=self.mean, std=self.std)
+        return EvalTransform(crop_size=self.crop_size, mean=self.mean, std=self.std,
+                             crop=self.eval_crop)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -124,4 +132,4 @@ def load_model(
             raise ValueError(f"{ckpt}: {e}".splitlines()[0]) from e
     identity["backbone"] = module._backbone_identity()
     module.eval()
-    return module, Preprocessing.from_data_settings(data_args), identity
+    return module, Preprocessing.from_data_settings(data_args, module.model.backbone), identity
