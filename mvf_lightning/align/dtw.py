@@ -1,10 +1,10 @@
 """Monotonic dynamic time warping over a precomputed cost matrix, vectorised along
 anti-diagonals (every cell of one anti-diagonal depends only on the two before it).
 
-No library is used: the well-kept DTW packages either compute their own distances
-(``dtaidistance``) or pull in numba and scikit-learn (``tslearn``); here the frame distances
-come from the model's embeddings, so the textbook recurrence over a given matrix is what
-is needed:
+No library is used (checked 2026-11): ``dtaidistance`` 2.5 (numpy only) warps series with
+its own distances, not a given matrix; ``tslearn`` 0.10 takes a precomputed matrix but
+brings numba, scikit-learn and statsmodels. The frame distances come from the model's
+embeddings, so the textbook recurrence over a given matrix is what is needed:
 
     D[i, j] = C[i, j] + min(D[i-1, j], D[i, j-1], D[i-1, j-1]),  D[0, 0] = C[0, 0]
 

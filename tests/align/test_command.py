@@ -159,3 +159,28 @@ def test_refusals_name_the_file_and_reason(aligned, tiny_ckpt, tmp_path, capsys)
     rc, err = run_cli(["--ckpt", str(tiny_ckpt), clip, other, "--out", str(tmp_path / "d"),
                        "--phases", str(aligned["tmp"] / "o.npy")], capsys)
     assert rc == 1 and "o.npy" in err and "120" in err  # labels for the wrong length
+
+
+def test_model_from_a_config(aligned, tiny_ckpt, tmp_path, capsys):
+    """--config builds the model and preprocessing from a training config; a checkpoint given
+    too must fit that architecture."""
+    import yaml
+
+    hp = torch.load(tiny_ckpt, weights_only=True)["hyper_parameters"]
+    config = {"model": {"backbone": hp["backbone"], "embedder": hp["embedder"]},
+              "data": {"class_path": "mvf_lightning.data.DemoDataModule",
+                       "init_args": {"root": str(tmp_path), "crop_size": 32,
+                                     "mean": [0.5] * 3, "std": [0.5] * 3}}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    clip, other = str(aligned["clip"]), str(aligned["path"])
+    record = run_align(clip, [other], str(tmp_path / "cfg"), config=str(path),
+                       ckpt=str(tiny_ckpt), cache_dir=str(aligned["cache"]), video=False,
+                       quiet=True)
+    assert record["preprocessing"]["crop_size"] == 32
+    assert record["videos"][0]["matched_frame"] == aligned["dtw"]["videos"][0]["matched_frame"]
+    config["model"]["embedder"]["embedding_dim"] = 8  # another architecture
+    path.write_text(yaml.safe_dump(config))
+    rc, err = run_cli(["--config", str(path), "--ckpt", str(tiny_ckpt), clip, other, "--out",
+                       str(tmp_path / "bad"), "--quiet"], capsys)
+    assert rc == 1 and "different architecture" in err and str(tiny_ckpt) in err
