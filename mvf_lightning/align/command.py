@@ -160,9 +160,9 @@ def run_align(
         t = time.time()
         frames = decode_for_model(v.path, prep, progress=not quiet)
         key = f"{v.identity['sha256']}|{len(frames)}"
-        hits = cache.hits if cache is not None else 0
+        hits = module.cached_backbone.stats().get("hits", 0)
         v.embeddings = embed_frames(module, frames, dev, bf16, cache, key)
-        cached = cache is not None and cache.hits > hits
+        cached = module.cached_backbone.stats().get("hits", 0) > hits
         _say(
             f"embedded {v.path.name}: {len(frames)} frames in {time.time() - t:.1f} s"
             + (" (cached backbone features)" if cached else ""),

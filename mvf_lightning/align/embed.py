@@ -50,26 +50,18 @@ def decode_for_model(
 
 
 def feature_cache(module: Any, prep: Preprocessing, directory: str | os.PathLike | None):
-    """The frozen-backbone feature cache ``align`` reuses between runs (None: no cache, or
-    part of the backbone trains so its features are not fixed).
+    """Point the model's own feature cache (``module.cached_backbone``) at ``directory`` on
+    disk, so a video aligned again skips the backbone; returns the cache's fingerprint of
+    the preprocessing (None: no cache)."""
+    import json
 
-    TODO(lead): the cache moves to the model side (issue 8.4); adapt this one function.
-    """
-    if directory is None or not module.model.backbone.fully_frozen:
+    from ..models.cached_backbone import FeatureCacheConfig
+
+    if directory is None:
+        module.cached_backbone.config = FeatureCacheConfig(mode="off")
         return None
-    from dataclasses import asdict
-
-    from ..evaluation.feature_cache import FeatureCache
-
-    namespace = {
-        "purpose": "align",
-        "backbone": module._backbone_identity(),
-        "backbone_config": {
-            k: v for k, v in asdict(module.backbone_config).items() if k != "chunk_size"
-        },
-        "preprocessing": prep.as_dict(),
-    }
-    return FeatureCache(namespace, directory=directory, memory=False)
+    module.cached_backbone.config = FeatureCacheConfig(mode="disk", directory=str(directory))
+    return json.dumps({"align": prep.as_dict()}, sort_keys=True)
 
 
 @torch.no_grad()
@@ -78,12 +70,13 @@ def embed_frames(
     frames: torch.Tensor,
     device: torch.device,
     bf16: bool = False,
-    cache: Any = None,
+    cache: str | None = None,
     key: str | None = None,
 ) -> np.ndarray:
     """Preprocessed frames ``[N, 3, S, S]`` -> L2-normalised embeddings ``[N, E]`` (float32),
     the whole video in the model's evaluation windows (``embed_video`` / ``embed_features``).
-    With a cache, the backbone features of ``key`` are read from it or stored in it."""
+    With a cache fingerprint (:func:`feature_cache`), the backbone features of the video
+    ``key`` come from the model's cache or are stored there."""
     autocast = (
         torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         if bf16 and device.type == "cuda"
@@ -94,13 +87,8 @@ def embed_frames(
         if cache is None:
             out = module.embed_video(x)
         else:
-            hit = cache.get(key, x.shape[0], device)
-            if hit is None:
-                tokens, cls = module.model.backbone_features(x.unsqueeze(0))
-                hit = cache.put(key, tokens[0], None if cls is None else cls[0])
-            tokens, cls = hit
-            dtype = next(module.model.embedder.parameters()).dtype
-            out = module.embed_features(
-                tokens.to(dtype), None if cls is None else cls.to(dtype)
-            )
+            item = {"set_name": "align", "split": "align", "video_id": key,
+                    "frame_indices": torch.arange(x.shape[0])}
+            tokens, cls = module.cached_backbone(x, item, cache)
+            out = module.embed_features(tokens, cls)
     return out["embeddings"].float().cpu().numpy()

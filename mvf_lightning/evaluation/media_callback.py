@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .media import EmbeddedVideo, alignment_clip, attention_picture, similarity_picture
+from .protocol import results_from_metrics
 from .sinks import MediaSink, sink_for
 
 __all__ = ["EvaluationMedia"]
@@ -41,26 +42,6 @@ __all__ = ["EvaluationMedia"]
 log = logging.getLogger(__name__)
 
 MEDIA = ("table", "similarity", "attention", "alignment")
-
-
-def _results_from_metrics(
-    metrics: dict[str, Any], stage: str, dataset: str | None
-) -> dict[str, dict[str, float]]:
-    """``{set: {metric: value}}`` from ``<stage>/<dataset>/<set>/<metric>`` keys (``mean``
-    last). ``dataset`` None: the first dataset found under ``stage``."""
-    # TODO(lead): use protocol.results_from_metrics
-    found: dict[str, dict[str, dict[str, float]]] = {}
-    for key, value in metrics.items():
-        parts = key.split("/")
-        if len(parts) < 4 or parts[0] != stage:
-            continue
-        set_name, metric = "/".join(parts[2:-1]), parts[-1]
-        found.setdefault(parts[1], {}).setdefault(set_name, {})[metric] = float(value)
-    if not found:
-        return {}
-    sets = found.get(dataset) if dataset in found else next(iter(found.values()))
-    order = sorted(s for s in sets if s != "mean") + (["mean"] if "mean" in sets else [])
-    return {s: sets[s] for s in order}
 
 
 class EvaluationMedia(pl.Callback):
@@ -158,7 +139,7 @@ class EvaluationMedia(pl.Callback):
 
     def _keep(self, outputs: Any) -> None:
         """Keep the first ``num_videos`` val videos of each set from the loop's outputs."""
-        if not isinstance(outputs, dict) or "embeddings" not in outputs:
+        if not isinstance(outputs, dict) or "embeddings" not in outputs or outputs.get("broken"):
             return
         if str(outputs.get("split", "val")) != "val":
             return
@@ -248,8 +229,8 @@ class EvaluationMedia(pl.Callback):
     # ------------------------------------------------------------------ choices
     def _table(self, trainer: pl.Trainer, stage: str) -> tuple[list[str], list[list]] | None:
         dm = trainer.datamodule
-        results = _results_from_metrics(
-            dict(trainer.callback_metrics), stage, getattr(dm, "eval_name", None)
+        results = results_from_metrics(
+            dict(trainer.callback_metrics), stage, getattr(dm, "eval_name", None) or "eval"
         )
         if not results:
             self._note("table", message="no <stage>/<dataset>/<set>/<metric> metrics logged "
@@ -302,6 +283,8 @@ class EvaluationMedia(pl.Callback):
                     continue
                 try:
                     item = part[i]
+                    if item.get("broken") is True:  # the dataset's marker for a broken video
+                        raise VideoDecodeError(item.get("video_id", i), item.get("error", ""))
                 except VideoDecodeError as e:
                     warnings.warn(f"EvaluationMedia: skipping a video that does not decode: {e}",
                                   RuntimeWarning, stacklevel=2)

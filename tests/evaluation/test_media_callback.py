@@ -18,7 +18,7 @@ from mvf_lightning.data import DemoDataModule
 from mvf_lightning.data.demo import ensure_demo_dataset
 from mvf_lightning.data.index import load_split
 from mvf_lightning.evaluation.callback import AlignmentEvaluation
-from mvf_lightning.evaluation.media_callback import EvaluationMedia, _results_from_metrics
+from mvf_lightning.evaluation.media_callback import EvaluationMedia
 from mvf_lightning.models.backbone import BackboneConfig
 from mvf_lightning.models.mvformer import EmbedderConfig
 from mvf_lightning.module import MVFormerModule
@@ -243,23 +243,6 @@ def test_arguments_are_checked():
         EvaluationMedia(every_n_epochs=0)
     with pytest.raises(ValueError, match="unknown"):
         EvaluationMedia(media=["similarity", "histogram"])
-
-
-def test_metrics_table_comes_from_logged_metrics():
-    metrics = {
-        "val/penn/tennis_serve/kendalls_tau": 0.5,
-        "val/penn/mean/kendalls_tau": 0.6,
-        "val/penn/bowl/kendalls_tau": 0.7,
-        "val/penn/bowl/retrieval_ap@5": 0.1,
-        "test/penn/bowl/kendalls_tau": 0.9,
-        "train/loss": 1.0,
-    }
-    results = _results_from_metrics(metrics, "val", "penn")
-    assert list(results) == ["bowl", "tennis_serve", "mean"]
-    assert results["bowl"] == {"kendalls_tau": 0.7, "retrieval_ap@5": 0.1}
-    assert _results_from_metrics(metrics, "test", None) == {"bowl": {"kendalls_tau": 0.9}}
-    assert _results_from_metrics(metrics, "val", "other") == results  # the one dataset there
-    assert _results_from_metrics({"train/loss": 1.0}, "val", "penn") == {}
 
 
 class BrokenFirstVideo:
