@@ -1,18 +1,19 @@
-"""The LightningModule: wires the MV-Former model, the training loss, the optimiser, the
-warm-up + cosine schedule and logging. Evaluation metrics live in callbacks."""
+"""The LightningModule: wires the MV-Former model, the training loss (any ``SequenceLoss``),
+the optimiser, the learning-rate schedule and logging. Evaluation metrics live in callbacks."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
-from .losses import get_loss
+from .evaluation.windows import equal_windows
+from .losses import SequenceLoss, build_loss
 from .models.backbone import BackboneConfig
 from .models.cached_backbone import CachedBackbone, FeatureCacheConfig
 from .models.mvformer import EmbedderConfig, MVFormer
@@ -20,15 +21,8 @@ from .models.mvformer import EmbedderConfig, MVFormer
 CHECKPOINT_FORMAT = 1
 
 
-@dataclass
-class LossConfig:
-    """Training loss and its settings (defaults: the paper's SCL)."""
-
-    name: str = "scl"
-    temperature: float = 0.1
-    label_variance: float = 10.0
-    negatives: str = "single_noself"
-    kwargs: dict = field(default_factory=dict)
+DEFAULT_LOSS = {"class_path": "mvf_lightning.losses.SCL"}
+"""``model.loss`` when none is given: SCL with the paper's settings."""
 
 
 @dataclass
@@ -40,13 +34,22 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.9, 0.999)
 
 
+SCHEDULES = ("epoch_cosine", "cosine", "constant")
+
+
 @dataclass
 class SchedulerConfig:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at the end of training."""
+    """Learning-rate schedule, decaying to ``min_lr_ratio * lr``.
+
+    ``epoch_cosine`` (the reference's, used by the paper configs): cosine annealing stepped
+    once per epoch with T_max = max_epochs + 1, no warm-up. ``cosine``: linear warm-up, then
+    cosine decay, stepped every optimiser step. ``constant``: warm-up, then constant.
+    """
 
     name: str = "cosine"
-    """``cosine`` or ``constant`` (warm-up still applies)."""
+    """``epoch_cosine``, ``cosine`` or ``constant``."""
     warmup_epochs: float = 1.0
+    """Read by ``cosine`` and ``constant`` only."""
     warmup_steps: int | None = None
     """Overrides ``warmup_epochs`` when set."""
     min_lr_ratio: float = 0.0
@@ -70,6 +73,21 @@ class WarmupCosine:
         span = max(self.total_steps - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / span, 1.0)
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class EpochCosine:
+    """Learning-rate factor per epoch: cosine annealing over ``t_max`` epochs to ``min_ratio``
+    (torch's ``CosineAnnealingLR`` in closed form); a plain object so it checkpoints as plain
+    values."""
+
+    def __init__(self, t_max: int, min_ratio: float):
+        self.t_max = int(t_max)
+        self.min_ratio = float(min_ratio)
+
+    def __call__(self, epoch: int) -> float:
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (
+            1 + math.cos(math.pi * epoch / self.t_max)
+        )
 
 
 def _as(cls: type, value: Any, name: str) -> Any:
@@ -99,48 +117,56 @@ class MVFormerModule(pl.LightningModule):
         self,
         backbone: BackboneConfig = BackboneConfig(),
         embedder: EmbedderConfig = EmbedderConfig(),
-        loss: LossConfig = LossConfig(),
+        loss: SequenceLoss = DEFAULT_LOSS,
         optimizer: OptimizerConfig = OptimizerConfig(),
         scheduler: SchedulerConfig = SchedulerConfig(),
         init_from: str | None = None,
         step_seed: int | None = 0,
         eval_max_frames: int = 1000,
+        max_nonfinite_steps: int = 10,
         feature_cache: FeatureCacheConfig = FeatureCacheConfig(),
     ) -> None:
         """
         Args:
             backbone: frozen image model and its weights.
             embedder: the trainable MV-Former (or late-fusion) part.
-            loss: training loss (``scl``) and its settings.
+            loss: training loss and only its own settings, e.g. ``{class_path: TCC,
+                init_args: {temperature: 0.1}}`` (see ``mvf_lightning.losses``).
             optimizer: Adam / AdamW settings.
-            scheduler: warm-up and cosine decay.
+            scheduler: per-epoch cosine (the reference's) or warm-up and per-step cosine.
             init_from: checkpoint of another run whose trainable weights start this one (no
                 optimiser state), e.g. Kinetics-400 pretraining before Penn Action.
             step_seed: reseed torch's RNG from (seed, step, rank) before each training step so
                 that a resumed run repeats an uninterrupted one exactly; ``None`` disables it.
-            eval_max_frames: longest sequence embedded in one pass during evaluation.
+            eval_max_frames: longest sequence embedded in one pass during evaluation; longer
+                videos are cut into equal windows.
+            max_nonfinite_steps: a step whose loss is NaN or infinite is skipped (no update,
+                counted in ``train/skipped_steps``); training stops when more than this many
+                steps in a row are non-finite (0: stop at the first).
             feature_cache: where frozen-backbone features of evaluation videos are kept
                 (``mode: off | memory | disk | both``); not a hyperparameter of the model.
         """
         super().__init__()
         self.backbone_config = _as(BackboneConfig, backbone, "backbone")
         self.embedder_config = _as(EmbedderConfig, embedder, "embedder")
-        self.loss_config = _as(LossConfig, loss, "loss")
+        self.loss = build_loss(loss)
         self.optimizer_config = _as(OptimizerConfig, optimizer, "optimizer")
         self.scheduler_config = _as(SchedulerConfig, scheduler, "scheduler")
         if self.optimizer_config.name not in ("adam", "adamw"):
             raise ValueError(f"model.optimizer.name={self.optimizer_config.name!r}: use adam|adamw")
-        if self.scheduler_config.name not in ("cosine", "constant"):
+        if self.scheduler_config.name not in SCHEDULES:
             raise ValueError(
-                f"model.scheduler.name={self.scheduler_config.name!r}: use cosine|constant"
+                f"model.scheduler.name={self.scheduler_config.name!r}: use {'|'.join(SCHEDULES)}"
             )
         if eval_max_frames < 1:
             raise ValueError(f"model.eval_max_frames must be >= 1, got {eval_max_frames}")
+        if max_nonfinite_steps < 0:
+            raise ValueError(f"model.max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
         self.save_hyperparameters(
             {
                 "backbone": dataclasses.asdict(self.backbone_config),
                 "embedder": dataclasses.asdict(self.embedder_config),
-                "loss": dataclasses.asdict(self.loss_config),
+                "loss": self.loss.config(),
                 "optimizer": {
                     **dataclasses.asdict(self.optimizer_config),
                     "betas": list(self.optimizer_config.betas),
@@ -149,20 +175,18 @@ class MVFormerModule(pl.LightningModule):
                 "init_from": init_from,
                 "step_seed": step_seed,
                 "eval_max_frames": eval_max_frames,
+                "max_nonfinite_steps": max_nonfinite_steps,
             }
         )
         self.model = MVFormer(self.backbone_config, self.embedder_config)
-        loss_fn = get_loss(self.loss_config.name)
-        self._loss_kwargs = {
-            "temperature": self.loss_config.temperature,
-            "label_variance": self.loss_config.label_variance,
-            "negatives": self.loss_config.negatives,
-            **self.loss_config.kwargs,
-        }
-        self.loss_fn = loss_fn
         self.step_seed = step_seed
         self.eval_max_frames = eval_max_frames
         self.init_from = init_from
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.skipped_steps = 0
+        """Training steps skipped for a non-finite loss since this process started."""
+        self._nonfinite_in_a_row = 0
+        self._drop_gradients = False
         self.cached_backbone = CachedBackbone(
             self.model.backbone, _as(FeatureCacheConfig, feature_cache, "feature_cache")
         )
@@ -193,11 +217,45 @@ class MVFormerModule(pl.LightningModule):
         b, v, t = frames.shape[:3]
         out = self.model(frames.flatten(0, 1), masks.flatten(0, 1))
         z = self.model.project(out["embeddings"]).view(b, v, t, -1)
-        loss = self.loss_fn(z, batch["steps"], batch["seq_lens"], masks, **self._loss_kwargs)
+        loss = self.loss(z, batch["steps"], batch["seq_lens"], masks)
+        if self._skip_nonfinite(loss):
+            # Every rank still runs a backward pass (DDP needs it), of a loss whose gradients
+            # are zero; on_before_optimizer_step then drops them so the optimiser skips the step.
+            self._drop_gradients = True
+            return sum(p.sum() for p in self.trainable_parameters()) * 0.0
         self.log("train/loss", loss, prog_bar=True, batch_size=b, sync_dist=False)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
         return loss
+
+    def _skip_nonfinite(self, loss: torch.Tensor) -> bool:
+        """Whether any rank's loss is NaN or infinite (then every rank skips the step); counts
+        and logs skipped steps, and stops training when they persist."""
+        nonfinite = not bool(torch.isfinite(loss))
+        if self._trainer is not None and self.trainer.world_size > 1:
+            nonfinite = self.trainer.strategy.reduce_boolean_decision(nonfinite, all=False)
+        if nonfinite:
+            self.skipped_steps += 1
+            self._nonfinite_in_a_row += 1
+            if self._nonfinite_in_a_row > self.max_nonfinite_steps:
+                raise FloatingPointError(
+                    f"training loss is {loss.item()} at step {self.global_step}: "
+                    f"{self._nonfinite_in_a_row} non-finite losses in a row, more than "
+                    f"model.max_nonfinite_steps={self.max_nonfinite_steps} allows; lower the "
+                    "learning rate, check the data, or raise model.max_nonfinite_steps"
+                )
+        else:
+            self._nonfinite_in_a_row = 0
+        self.log("train/skipped_steps", float(self.skipped_steps), reduce_fx="max",
+                 batch_size=1, sync_dist=False)
+        return nonfinite
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the step of a non-finite loss: with no gradients the optimiser changes nothing
+        (no update, no moment or step-count change; a gradient scaler has already unscaled)."""
+        if self._drop_gradients:
+            self._drop_gradients = False
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    param.grad = None
 
     def on_train_epoch_end(self) -> None:
         """Report training videos that failed to decode and were skipped (the DataModule
@@ -218,10 +276,10 @@ class MVFormerModule(pl.LightningModule):
         self, tokens: torch.Tensor, cls: torch.Tensor | None, return_attention: bool = False
     ) -> dict:
         """Backbone features of one whole video (``tokens [N, S, C]``, ``cls [N, C]``) ->
-        normalised ``embeddings [N, E]``, in windows of at most ``eval_max_frames`` frames."""
+        normalised ``embeddings [N, E]``: whole if N <= ``eval_max_frames``, else in equal
+        windows of at most that many frames, each with its own interpolated positions."""
         embs, attns = [], []
-        for start in range(0, tokens.shape[0], self.eval_max_frames):
-            window = slice(start, start + self.eval_max_frames)
+        for window in equal_windows(tokens.shape[0], self.eval_max_frames):
             out = self.model.embedder(
                 tokens[window].unsqueeze(0),
                 None if cls is None else cls[window].unsqueeze(0),
@@ -275,6 +333,20 @@ class MVFormerModule(pl.LightningModule):
             betas=tuple(cfg.betas),
         )
         sched = self.scheduler_config
+        if sched.name == "epoch_cosine":
+            epochs = self.trainer.max_epochs
+            if epochs is None or epochs < 1:
+                raise ValueError(
+                    "model.scheduler.name=epoch_cosine steps once per epoch and needs "
+                    f"trainer.max_epochs >= 1, got {epochs}"
+                )
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, EpochCosine(epochs + 1, sched.min_lr_ratio)
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "frequency": 1},
+            }
         total = int(self.trainer.estimated_stepping_batches)
         if sched.warmup_steps is not None:
             warmup = sched.warmup_steps

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mvf_lightning.losses import SCL, TCC, SequenceLoss
 from mvf_lightning.models.backbone import BackboneConfig
 from mvf_lightning.models.mvformer import EmbedderConfig
-from mvf_lightning.module import MVFormerModule, SchedulerConfig, WarmupCosine
+from mvf_lightning.module import EpochCosine, MVFormerModule, SchedulerConfig, WarmupCosine
 
 T = 6
 TINY_BACKBONE = BackboneConfig(
@@ -238,11 +239,144 @@ def test_scheduler_warmup_epochs_follow_trainer(tmp_path):
     assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_epoch_cosine_matches_closed_form():
+    s = EpochCosine(t_max=11, min_ratio=0.0)
+    assert s(0) == 1.0
+    assert s(5) == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 11)))
+    assert s(10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 11)))
+    assert s(10) > 0  # T_max = epochs + 1: the last epoch still learns
+    assert EpochCosine(4, 0.1)(4) == pytest.approx(0.1)
+
+
+class EpochLR(pl.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[list[float]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.lrs.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs[-1].append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_reference_schedule_steps_once_per_epoch_with_t_max_epochs_plus_one(tmp_path):
+    epochs, lr = 4, 1e-3
+    module = tiny_module(optimizer={"lr": lr}, scheduler={"name": "epoch_cosine"})
+    recorder = EpochLR()
+    trainer = make_trainer(tmp_path, max_epochs=epochs, enable_checkpointing=False,
+                           callbacks=[recorder])
+    trainer.fit(module, loader())
+    assert len(recorder.lrs) == epochs
+    for epoch, lrs in enumerate(recorder.lrs):
+        expected = lr * 0.5 * (1 + math.cos(math.pi * epoch / (epochs + 1)))
+        assert lrs == pytest.approx([expected] * 2, rel=1e-12)  # no warm-up, constant per epoch
+    with pytest.raises(ValueError, match="epoch_cosine.*trainer.max_epochs"):
+        make_trainer(tmp_path, max_epochs=-1, max_steps=2, enable_checkpointing=False).fit(
+            tiny_module(scheduler={"name": "epoch_cosine"}), loader()
+        )
+
+
+class NonFiniteAt(SequenceLoss):
+    """SCL, except NaN on the listed calls (0-based): a stand-in for a diverging step."""
+
+    def __init__(self, calls: tuple[int, ...] = ()) -> None:
+        self.calls = calls
+        self.count = 0
+        self.inner = SCL()
+
+    def init_args(self) -> dict:
+        return {"calls": list(self.calls)}
+
+    def __call__(self, embs, steps, seq_lens, masks):
+        loss = self.inner(embs, steps, seq_lens, masks)
+        self.count += 1
+        return loss * float("nan") if self.count - 1 in self.calls else loss
+
+
+class Snapshots(pl.Callback):
+    def __init__(self) -> None:
+        self.params: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.params.append(
+            torch.cat([p.detach().flatten() for p in pl_module.trainable_parameters()]).clone()
+        )
+
+
+def test_nonfinite_loss_skips_the_step_and_counts_it(tmp_path):
+    module = tiny_module(loss=NonFiniteAt(calls=(1, 2)), max_nonfinite_steps=2)
+    snaps = Snapshots()
+    trainer = make_trainer(tmp_path, max_epochs=2, enable_checkpointing=False, callbacks=[snaps],
+                           gradient_clip_val=10.0)  # clipping sees no gradients on a skip
+    trainer.fit(module, loader())
+    assert trainer.global_step == 4 and module.skipped_steps == 2
+    assert float(trainer.callback_metrics["train/skipped_steps"]) == 2.0
+    assert torch.isfinite(snaps.params[-1]).all()
+    assert torch.equal(snaps.params[0], snaps.params[1])  # steps 1 and 2 changed nothing
+    assert torch.equal(snaps.params[1], snaps.params[2])
+    assert not torch.equal(snaps.params[2], snaps.params[3])
+    adam_steps = {float(s["step"]) for s in trainer.optimizers[0].state.values()}
+    assert adam_steps == {2.0}  # the optimiser itself saw only the two finite steps
+
+
+def test_persistent_nonfinite_loss_stops_training_naming_the_setting(tmp_path):
+    module = tiny_module(loss=NonFiniteAt(calls=(0, 1, 2, 3)), max_nonfinite_steps=2)
+    trainer = make_trainer(tmp_path, max_epochs=2, enable_checkpointing=False)
+    with pytest.raises(FloatingPointError, match=r"3 non-finite losses in a row.*"
+                       r"model.max_nonfinite_steps=2"):
+        trainer.fit(module, loader())
+    assert module.skipped_steps == 3
+
+
+def test_tcc_loss_trains_and_its_settings_survive_a_weights_only_checkpoint(tmp_path):
+    module = tiny_module(loss={"class_path": "TCC", "init_args": {"loss_type": "regression_mse",
+                                                                  "temperature": 0.2}})
+    assert isinstance(module.loss, TCC)
+    make_trainer(tmp_path, max_epochs=1).fit(module, loader())
+    ckpt_path = next(Path(tmp_path).rglob("*.ckpt"))
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["loss"] == {
+        "class_path": "mvf_lightning.losses.temporal_cycle_consistency.TCC",
+        "init_args": {
+            "loss_type": "regression_mse", "similarity": "l2", "temperature": 0.2,
+            "label_smoothing": 0.1, "variance_lambda": 0.001, "huber_delta": 1.0,
+            "normalize_indices": True,
+        },
+    }
+    restored = MVFormerModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+    assert isinstance(restored.loss, TCC) and restored.loss.temperature == 0.2
+    assert "negatives" not in ckpt["hyper_parameters"]["loss"]["init_args"]
+
+
+def test_long_videos_are_embedded_in_equal_windows():
+    module = tiny_module(eval_max_frames=4).eval()
+    seen: list[int] = []
+    embedder_forward = module.model.embedder.forward
+
+    def recording(tokens, *args, **kwargs):
+        seen.append(tokens.shape[1])
+        return embedder_forward(tokens, *args, **kwargs)
+
+    module.model.embedder.forward = recording
+    tokens = torch.randn(10, 4, module.model.backbone.out_channels)
+    out = module.embed_features(tokens, None)
+    assert seen == [4, 4, 2]  # 10 frames, at most 4 per pass: ceil(10 / 3) = 4 each
+    assert out["embeddings"].shape == (10, TINY_EMBEDDER.embedding_dim)
+    whole = module.embed_features(tokens[:4], None)["embeddings"]
+    torch.testing.assert_close(out["embeddings"][:4], whole)
+
+
 def test_bad_settings_name_the_value():
     with pytest.raises(ValueError, match="adamx"):
         tiny_module(optimizer={"name": "adamx"})
     with pytest.raises(ValueError, match="unknown key.*lrr"):
         tiny_module(optimizer={"lrr": 1.0})
+    with pytest.raises(ValueError, match="max_nonfinite_steps must be >= 0"):
+        tiny_module(max_nonfinite_steps=-1)
+    with pytest.raises(ValueError, match="epoch_cosine|cosine|constant"):
+        tiny_module(scheduler={"name": "step"})
+    with pytest.raises(ValueError, match="TCC: .*'negatives'"):
+        tiny_module(loss={"class_path": "TCC", "init_args": {"negatives": "batch"}})
     with pytest.raises(ValueError, match="reduction='first'"):
         tiny_module(embedder=EmbedderConfig(**{**TINY_EMBEDDER.__dict__, "reduction": "first"}))
 

@@ -7,33 +7,17 @@ stays finite under mixed precision (the reference's exp/divide form can give NaN
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+
+from mvf_lightning.losses.base import SequenceLoss, check_inputs
 
 NEGATIVES = ("single_noself", "batch_noself", "single", "batch")
 
 _MASKED_DISTANCE = 1e6
 _MASKED_WEIGHT = 1e-6
 _EPS = 1e-6
-
-
-def _check_shapes(
-    embs: torch.Tensor, steps: torch.Tensor, seq_lens: torch.Tensor, masks: torch.Tensor
-) -> None:
-    """Raise ValueError naming the first argument whose shape breaks the [B, 2, T(, D)] layout."""
-    if embs.dim() != 4 or embs.shape[1] != 2:
-        raise ValueError(f"embs must have shape [B, 2, T, D], got {list(embs.shape)}")
-    b, _, t, _ = embs.shape
-    for name, tensor, layout, shape in (
-        ("steps", steps, "[B, 2, T]", (b, 2, t)),
-        ("seq_lens", seq_lens, "[B, 2]", (b, 2)),
-        ("masks", masks, "[B, 2, T]", (b, 2, t)),
-    ):
-        if tuple(tensor.shape) != shape:
-            raise ValueError(
-                f"{name} must have shape {layout} = {list(shape)} to match embs "
-                f"{list(embs.shape)}, got {list(tensor.shape)}"
-            )
 
 
 def sequence_contrastive_loss(
@@ -60,7 +44,7 @@ def sequence_contrastive_loss(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if label_variance <= 0:
         raise ValueError(f"label_variance must be > 0, got {label_variance}")
-    _check_shapes(embs, steps, seq_lens, masks)
+    check_inputs(embs, steps, seq_lens, masks)
 
     b, _, t, d = embs.shape
     n = 2 * b * t
@@ -106,3 +90,42 @@ def sequence_contrastive_loss(
 
         terms = targets * (log_targets - log_p_eps) * pair_valid
         return terms.sum() / valid.sum().clamp(min=1).to(dtype)
+
+
+class SCL(SequenceLoss):
+    """CARL's sequence contrastive loss (:func:`sequence_contrastive_loss`) with its settings."""
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        label_variance: float = 10.0,
+        negatives: Literal["single_noself", "batch_noself", "single", "batch"] = "single_noself",
+    ) -> None:
+        """
+        Args:
+            temperature: softmax temperature of the frame similarities.
+            label_variance: variance (sigma^2) of the Gaussian time-distance targets.
+            negatives: denominator frames: ``single`` (same video) or ``batch`` (all videos),
+                ``_noself`` leaving out the anchor's own view.
+        """
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if label_variance <= 0:
+            raise ValueError(f"label_variance must be > 0, got {label_variance}")
+        self.temperature = float(temperature)
+        self.label_variance = float(label_variance)
+        self.negatives = negatives
+
+    def __call__(
+        self,
+        embs: torch.Tensor,
+        steps: torch.Tensor,
+        seq_lens: torch.Tensor,
+        masks: torch.Tensor,
+    ) -> torch.Tensor:
+        return sequence_contrastive_loss(
+            embs, steps, seq_lens, masks, temperature=self.temperature,
+            label_variance=self.label_variance, negatives=self.negatives,
+        )

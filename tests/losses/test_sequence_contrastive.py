@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvf_lightning.losses import LOSSES, get_loss, sequence_contrastive_loss
+from mvf_lightning.losses import SCL, sequence_contrastive_loss
 from mvf_lightning.losses.sequence_contrastive import NEGATIVES
 
 
@@ -293,8 +293,12 @@ def test_bad_negatives_and_hyperparameters_raise():
         sequence_contrastive_loss(*inputs, label_variance=-1.0)
 
 
-def test_registry():
-    assert LOSSES["scl"] is sequence_contrastive_loss
-    assert get_loss("scl") is sequence_contrastive_loss
-    with pytest.raises(ValueError, match="scl"):
-        get_loss("tcc")
+def test_scl_class_computes_the_function_with_its_settings():
+    embs, steps, lens, masks = make_inputs(2, 4)
+    loss = SCL(temperature=0.3, label_variance=4.0, negatives="batch")
+    expected = sequence_contrastive_loss(
+        embs, steps, lens, masks, temperature=0.3, label_variance=4.0, negatives="batch"
+    )
+    assert torch.equal(loss(embs, steps, lens, masks), expected)
+    with pytest.raises(ValueError, match=r"negatives.*'nope'"):
+        SCL(negatives="nope")

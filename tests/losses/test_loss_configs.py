@@ -1,0 +1,125 @@
+"""Choosing a loss from configs and the command line; the paper configs' training recipe;
+a demo fit with TCC learns."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+import yaml
+
+from tests.cli_helpers import ROOT, read_metrics, run_cli, tiny_override
+
+CONFIGS = ROOT / "configs"
+
+
+def run_main(monkeypatch, tmp_path, args: list[str]) -> int | None:
+    from mvf_lightning.cli import main
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MVF_LIGHTNING_DEMO_ROOT", str(tmp_path / "demo_root"))
+    monkeypatch.chdir(tmp_path)
+    try:
+        return main(args)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def printed_config(monkeypatch, tmp_path, capsys, *args: str) -> dict:
+    code = run_main(monkeypatch, tmp_path, ["fit", *args, "--print_config"])
+    assert code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_penn_tcc_config_has_only_tcc_settings(monkeypatch, tmp_path, capsys):
+    penn_tcc = str(CONFIGS / "penn_tcc.yaml")
+    config = printed_config(monkeypatch, tmp_path, capsys, "--config", penn_tcc)
+    assert config["model"]["loss"] == {
+        "class_path": "mvf_lightning.losses.TCC",
+        "init_args": {
+            "loss_type": "regression_mse_var", "similarity": "l2", "temperature": 0.1,
+            "label_smoothing": 0.1, "variance_lambda": 0.001, "huber_delta": 1.0,
+            "normalize_indices": True,
+        },
+    }
+    assert config["model"]["embedder"]["num_tokens"] == 3  # otherwise the Penn Action recipe
+    assert config["trainer"]["max_epochs"] == 500
+
+
+def test_penn_tcc_config_builds(capsys):
+    from mvf_lightning.cli import main
+
+    assert main(["summary", "--config", str(CONFIGS / "penn_tcc.yaml")]) == 0
+    # TCC has no weights of its own: Penn Action's trainable count
+    assert capsys.readouterr().out.splitlines()[0] == "trainable parameters: 4801920"
+
+
+@pytest.mark.parametrize("config", ["penn.yaml", "finegym99.yaml", "finegym288.yaml",
+                                    "k400.yaml", "k400_penn.yaml", "penn_tcc.yaml"])
+def test_paper_configs_use_the_reference_recipe(monkeypatch, tmp_path, capsys, config):
+    printed = printed_config(monkeypatch, tmp_path, capsys, "--config", str(CONFIGS / config))
+    trainer, model = printed["trainer"], printed["model"]
+    assert printed["seed_everything"] == 1
+    assert trainer["precision"] == "16-mixed" and trainer["sync_batchnorm"] is True
+    assert trainer["gradient_clip_val"] == 10.0
+    assert model["scheduler"]["name"] == "epoch_cosine"
+    assert model["optimizer"] == {"name": "adam", "lr": 1e-4, "weight_decay": 1e-5,
+                                  "betas": [0.9, 0.999]}
+    if config == "k400.yaml":
+        assert printed["data"]["init_args"]["batch_size"] == 2
+        assert model["loss"]["init_args"]["negatives"] == "batch_noself"
+
+
+def test_loss_is_chosen_on_the_command_line(monkeypatch, tmp_path, capsys):
+    demo = str(CONFIGS / "demo.yaml")
+    config = printed_config(monkeypatch, tmp_path, capsys, "--config", demo, "--model.loss=TCC",
+                            "--model.loss.loss_type=regression_huber")
+    loss = config["model"]["loss"]
+    assert loss["class_path"] == "mvf_lightning.losses.TCC"
+    assert loss["init_args"]["loss_type"] == "regression_huber"
+    assert "negatives" not in loss["init_args"]  # SCL's settings are not passed to TCC
+    config = printed_config(monkeypatch, tmp_path, capsys, "--config", demo,
+                            "--model.loss.temperature=0.2")
+    assert config["model"]["loss"]["class_path"] == "mvf_lightning.losses.SCL"
+    assert config["model"]["loss"]["init_args"]["temperature"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.loss=TCC", "--model.loss.negatives=batch"], "'negatives' is not accepted"),
+        (["--model.loss.temprature=0.2"], "'temprature' is not accepted"),
+        (["--model.loss=TCC", "--model.loss.similarity=dot"], "Got value: dot"),
+        (["--model.loss=TCN"], "TCN"),
+    ],
+)
+def test_bad_loss_settings_are_rejected(monkeypatch, tmp_path, capsys, args, message):
+    code = run_main(monkeypatch, tmp_path,
+                    ["fit", "--config", str(CONFIGS / "demo.yaml"), *args, "--print_config"])
+    assert code not in (0, None)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_demo_fit_with_tcc_learns_and_evaluates(tmp_path):
+    override = tiny_override(tmp_path, tmp_path / "demo", tmp_path / "ckpt", tmp_path / "logs")
+    config = yaml.safe_load(override.read_text())
+    config["trainer"].update(max_epochs=4, limit_train_batches=4, log_every_n_steps=1,
+                             check_val_every_n_epoch=4)
+    config["model"]["optimizer"] = {"lr": 3.0e-3}
+    override.write_text(yaml.safe_dump(config))
+    run_cli(tmp_path, "fit", "--config", str(CONFIGS / "demo.yaml"), "--config", str(override),
+            "--model.loss=TCC")
+    metrics = read_metrics(tmp_path / "logs" / "fit")
+    per_epoch = collections.defaultdict(list)
+    for epoch, value in metrics["train/loss"]:
+        per_epoch[epoch].append(value)
+    means = [sum(v) / len(v) for _, v in sorted(per_epoch.items())]
+    assert len(means) == 4
+    assert means[-1] < 0.9 * means[0], means  # 0.706 -> 0.572 when written
+    assert "val/demo/mean/kendalls_tau" in metrics
+    assert max(v for _, v in metrics["train/skipped_steps"]) == 0
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["loss"]["class_path"].endswith(".TCC")
