@@ -32,7 +32,12 @@ def test_vit_token_layout(tiny_vit_config):
     tokens, cls = backbone(torch.randn(5, 3, 32, 32))
     # 32 px / patch 16 = 2 x 2 spatial tokens; CLS is not among them.
     assert tokens.shape == (5, 4, 64)
-    assert cls is not None and cls.shape == (5, 64)
+    assert cls is None and backbone.cls_channels is None
+    with_cls = FrozenBackbone(tiny_vit_config(blocks=[0, 2]), final_cls=True)
+    tokens, cls = with_cls(torch.randn(5, 3, 32, 32))
+    assert tokens.shape == (5, 4, 64)
+    # The final CLS has the model's width, not that of the concatenated blocks.
+    assert with_cls.cls_channels == 32 and cls.shape == (5, 32)
 
 
 def test_vit_blocks_are_concatenated_block_outputs(
@@ -50,7 +55,37 @@ def test_vit_blocks_are_concatenated_block_outputs(
         torch.testing.assert_close(reference.norm(outs[-1]), reference.forward_features(frames))
         tokens, cls = backbone(frames)
     torch.testing.assert_close(tokens, torch.cat([outs[0][:, 1:], outs[2][:, 1:]], dim=-1))
-    torch.testing.assert_close(cls, torch.cat([outs[0][:, 0], outs[2][:, 0]], dim=-1))
+    assert cls is None
+
+
+def test_final_cls_is_the_cls_token_after_the_final_norm(tiny_vit_config, tiny_vit_kwargs):
+    """mvformer.md: the CLS vector is the backbone's final output (after its final norm), even
+    when the chosen blocks stop earlier; all blocks and the norm are then kept."""
+    reference = timm.create_model("vit_small_patch16_224", num_classes=0, **tiny_vit_kwargs).eval()
+    backbone = FrozenBackbone(tiny_vit_config(blocks=[0]), final_cls=True)
+    _copy_from(reference, backbone)
+    assert len(backbone.model.blocks) == 3
+    frames = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        tokens, cls = backbone(frames)
+        want = reference.forward_features(frames)[:, 0]
+        first_block = backbone.model.blocks[0](
+            backbone.model.norm_pre(backbone.model._pos_embed(backbone.model.patch_embed(frames)))
+        )
+    torch.testing.assert_close(cls, want)
+    torch.testing.assert_close(tokens, first_block[:, 1:])
+    # Without the final CLS, the blocks after the last chosen one and the norm are dropped.
+    pruned = FrozenBackbone(tiny_vit_config(blocks=[0]))
+    assert len(pruned.model.blocks) == 1
+    norm = sum(p.numel() for p in reference.norm.parameters())
+    block = sum(p.numel() for p in reference.blocks[1].parameters())
+    full = sum(p.numel() for p in backbone.parameters())
+    assert full == sum(p.numel() for p in pruned.parameters()) + 2 * block + norm
+
+
+def test_final_cls_needs_a_vit_with_a_cls_token():
+    with pytest.raises(ValueError, match="resnet18 has no CLS token"):
+        FrozenBackbone(BackboneConfig(name="resnet18", pretrained="none"), final_cls=True)
 
 
 def test_vit_with_register_tokens_excludes_all_prefix_tokens():
@@ -61,7 +96,7 @@ def test_vit_with_register_tokens_excludes_all_prefix_tokens():
         blocks=[1],
         model_kwargs={"depth": 2, "embed_dim": 32, "num_heads": 2, "reg_tokens": 4},
     )
-    backbone = FrozenBackbone(cfg)
+    backbone = FrozenBackbone(cfg, final_cls=True)
     assert backbone.num_prefix_tokens == 5
     tokens, cls = backbone(torch.randn(2, 3, 32, 32))
     assert tokens.shape == (2, 4, 32)
@@ -143,7 +178,7 @@ def test_stays_in_eval_mode_inside_a_training_parent(tiny_vit_config):
 
 
 def test_frozen_backbone_has_no_trainable_weights_and_builds_no_graph(tiny_vit_config):
-    backbone = FrozenBackbone(tiny_vit_config())
+    backbone = FrozenBackbone(tiny_vit_config(), final_cls=True)
     assert backbone.fully_frozen
     assert not any(p.requires_grad for p in backbone.parameters())
     frames = torch.randn(2, 3, 32, 32, requires_grad=True)
@@ -269,3 +304,21 @@ def test_unknown_pretrained_tag_is_an_error(tiny_vit_config):
     """A misspelt tag must not silently build the default variant (other data config)."""
     with pytest.raises(RuntimeError, match="bogus"):
         FrozenBackbone(tiny_vit_config(name="vit_small_patch16_224.bogus"))
+
+
+@pytest.mark.parametrize(("unfreeze_last", "stages"), [(0, set()), (1, {"layer4"}),
+                                                       (2, {"layer3", "layer4"})])
+def test_resnet50_fine_tunes_its_last_stages(unfreeze_last, stages):
+    """The reference's ``LAYER: 3`` trains layer4 (``unfreeze_last: 1``), ``LAYER: 2`` layer3
+    and layer4 (``unfreeze_last: 2``); those stages then train and are checkpointed."""
+    with torch.device("meta"):
+        backbone = FrozenBackbone(BackboneConfig(name="resnet50.tv_in1k", pretrained="none",
+                                                 unfreeze_last=unfreeze_last))
+    trainable = {n.split(".")[0] for n, p in backbone.model.named_parameters() if p.requires_grad}
+    assert trainable == stages
+    saved = set(backbone.model.state_dict()) - {
+        k.removeprefix("model.") for k in backbone.frozen_state_keys()
+    }
+    assert {k.split(".")[0] for k in saved} == stages
+    if stages:
+        assert "layer4.2.bn3.running_mean" in saved  # buffers of trained stages are kept too
