@@ -16,8 +16,9 @@ class LearnableSpatialTokenPooling(nn.Module):
     The K static queries are a learned ``[1, K, P]`` tensor plus a learned P-vector shared by
     all queries, both uniform in +-1/sqrt(K P) (Kaiming-uniform over the fan-in K P, as in the
     reference; much smaller than an ``nn.Linear(K, P)``'s +-1/sqrt(K)). Keys and values are
-    separate linear maps C -> P. Options: L2-normalised keys, extra "dynamic" queries generated from the CLS token,
-    and a "disjoint" variant in which each spatial token only feeds its strongest query.
+    separate linear maps C -> P. Options: L2-normalised keys, extra "dynamic" queries generated
+    from the backbone's final CLS vector, and a "disjoint" variant in which each spatial token
+    only feeds its strongest query.
     """
 
     def __init__(

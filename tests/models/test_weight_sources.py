@@ -96,7 +96,8 @@ def test_missing_tensor_is_reported(tmp_path):
     del state["layer3.1.bn2.running_mean"]
     path = tmp_path / "partial.safetensors"
     save_file(state, str(path))
-    with pytest.raises(ValueError, match=r"partial\.safetensors.*Missing key.*layer3\.1\.bn2\.running_mean"):
+    missing = r"partial\.safetensors.*Missing key.*layer3\.1\.bn2\.running_mean"
+    with pytest.raises(ValueError, match=missing):
         FrozenBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
 
 
