@@ -111,6 +111,13 @@ def test_data_config_follows_the_pretrained_tag(tiny_vit_config):
     assert dino.std == pytest.approx(IMAGENET_STD)
     plain = FrozenBackbone(tiny_vit_config())
     assert plain.mean == pytest.approx((0.5, 0.5, 0.5))
+    # Plain tuples of three floats: the DataModule's default normalisation reads them.
+    for stats in (dino.mean, dino.std, plain.mean, plain.std):
+        assert isinstance(stats, tuple) and len(stats) == 3
+        assert all(type(v) is float for v in stats)
+    with torch.device("meta"):
+        resnet = FrozenBackbone(BackboneConfig(name="resnet50.tv_in1k", pretrained="none"))
+    assert resnet.mean == pytest.approx(IMAGENET_MEAN) and resnet.std == pytest.approx(IMAGENET_STD)
 
 
 # --------------------------------------------------------------------------- CNN
