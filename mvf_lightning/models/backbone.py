@@ -1,7 +1,9 @@
-"""Frozen timm image backbone that turns frames into spatial tokens.
+"""timm image backbone that turns frames into spatial tokens (frozen, or with its last blocks
+trained).
 
 ViTs give the outputs of chosen transformer blocks (before the final norm), concatenated on
-channels, with the CLS token kept apart; CNNs give their last feature map as tokens. The
+channels, without prefix tokens, and on request the final normalised CLS vector; CNNs give
+their last feature map as tokens. The
 frozen part never trains: it stays in eval mode and runs without gradients, over frames in
 chunks to bound memory. Optionally the last few blocks are unfrozen for fine-tuning.
 """
@@ -39,7 +41,7 @@ class BackboneConfig:
     """Extra keyword arguments for ``timm.create_model`` (e.g. ``depth`` for tiny test models)."""
 
 
-class FrozenBackbone(nn.Module):
+class ImageBackbone(nn.Module):
     """Spatial tokens ``[N, S, C]`` from frames ``[N, 3, H, W]``, and with ``final_cls`` the
     model's final normalised CLS vector ``[N, cls_channels]`` (ViTs only).
 
@@ -107,7 +109,7 @@ class FrozenBackbone(nn.Module):
                 keys.append(f"{prefix}model.{name}")
         return keys
 
-    def train(self, mode: bool = True) -> FrozenBackbone:
+    def train(self, mode: bool = True) -> ImageBackbone:
         """The frozen part always stays in eval mode; unfrozen blocks follow ``mode``."""
         super().train(False)
         for stage in self._trainable:

@@ -8,13 +8,13 @@ tokens, ``D`` hidden width, ``E`` embedding width.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import BackboneConfig, FrozenBackbone
+from .backbone import BackboneConfig, ImageBackbone
 from .heads import REDUCTIONS, FrameReduction, ProjectionHead, TokenMLP
 from .spatial_pooling import FixedWidthTokens, LearnableSpatialTokenPooling
 from .temporal_encoder import TemporalPositionEncoding, TemporalTransformer
@@ -50,13 +50,13 @@ class EmbedderConfig:
     reduction: str = "one"
     """How a frame's K tokens become one vector: one | avg | max | linear."""
     embedding_dim: int = 128
-    projection_dim: int = 128
+    projection_hidden_dim: int = 128
+    """Hidden width of the projection head (E -> hidden -> E), used by the training loss only."""
     num_frames: int = 80
     """Training length T: positions of other lengths are interpolated into [0, T-1]."""
     late_pool: str = "max"
     """Late fusion only: global ``max`` or ``avg`` pool of the spatial tokens, or the backbone's
     final ``cls`` vector."""
-    extra: dict = field(default_factory=dict)
 
     @property
     def needs_cls(self) -> bool:
@@ -84,7 +84,7 @@ class EmbedderConfig:
             "num_heads",
             "ff_dim",
             "embedding_dim",
-            "projection_dim",
+            "projection_hidden_dim",
             "num_frames",
         )
         for key in positive:
@@ -225,10 +225,10 @@ class MVFormer(nn.Module):
     def __init__(self, backbone: BackboneConfig, embedder: EmbedderConfig) -> None:
         super().__init__()
         embedder.validate()
-        self.backbone = FrozenBackbone(backbone, final_cls=embedder.needs_cls)
+        self.backbone = ImageBackbone(backbone, final_cls=embedder.needs_cls)
         cls = LateFusionEmbedder if embedder.fusion == "late" else MultiEntityEmbedder
         self.embedder = cls(self.backbone.out_channels, embedder, self.backbone.cls_channels)
-        self.projection = ProjectionHead(embedder.embedding_dim, embedder.projection_dim)
+        self.projection = ProjectionHead(embedder.embedding_dim, embedder.projection_hidden_dim)
 
     def backbone_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``frames [B, T, 3, H, W]`` -> ``tokens [B, T, S, C]``, ``cls [B, T, C] | None``."""

@@ -35,7 +35,7 @@ def _small(**overrides) -> EmbedderConfig:
         "num_heads": 2,
         "ff_dim": 32,
         "embedding_dim": 8,
-        "projection_dim": 6,
+        "projection_hidden_dim": 6,
         "num_frames": T,
     }
     cfg.update(overrides)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from mvf_lightning.models.backbone import BackboneConfig, FrozenBackbone
+from mvf_lightning.models.backbone import BackboneConfig, ImageBackbone
 from mvf_lightning.models.weight_sources import (
     describe_source,
     load_package_weights,
@@ -51,7 +51,7 @@ def test_cnn_weight_file_reproduces_the_source_model(tmp_path, filename, wrap):
     reference = _resnet_reference()
     path = tmp_path / filename
     _save({k: v.clone() for k, v in reference.state_dict().items()}, path, wrap)
-    backbone = FrozenBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+    backbone = ImageBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
     assert backbone.weight_source == str(path.resolve())
     frames = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -60,7 +60,7 @@ def test_cnn_weight_file_reproduces_the_source_model(tmp_path, filename, wrap):
     torch.testing.assert_close(tokens, expected, rtol=0, atol=0)
     # The fixed random init alone would not give these outputs.
     with torch.no_grad():
-        random_tokens, _ = FrozenBackbone(BackboneConfig(name="resnet18", pretrained="none"))(
+        random_tokens, _ = ImageBackbone(BackboneConfig(name="resnet18", pretrained="none"))(
             frames
         )
     assert not torch.allclose(random_tokens, expected)
@@ -73,7 +73,7 @@ def test_vit_safetensors_reproduces_the_source_blocks(
     reference = timm.create_model("vit_small_patch16_224", num_classes=0, **tiny_vit_kwargs).eval()
     path = tmp_path / "vit.safetensors"
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
-    backbone = FrozenBackbone(tiny_vit_config(pretrained=str(path), blocks=[1, 2]), final_cls=True)
+    backbone = ImageBackbone(tiny_vit_config(pretrained=str(path), blocks=[1, 2]), final_cls=True)
     frames = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         outs = vit_block_outputs(reference, frames)
@@ -88,7 +88,7 @@ def test_wrong_shape_names_the_tensor(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"layer2\.0\.conv1\.weight.*\[128, 64, 1, 1\]"):
-        FrozenBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+        ImageBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
 
 
 def test_missing_tensor_is_reported(tmp_path):
@@ -98,7 +98,7 @@ def test_missing_tensor_is_reported(tmp_path):
     save_file(state, str(path))
     missing = r"partial\.safetensors.*Missing key.*layer3\.1\.bn2\.running_mean"
     with pytest.raises(ValueError, match=missing):
-        FrozenBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+        ImageBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
 
 
 def test_torch_file_without_tensors_is_rejected(tmp_path):
@@ -161,14 +161,14 @@ def test_package_lite0_classifies_a_real_frame(lite0_state, sample_videos):
 
 
 def test_package_lite0_backbone_loads_the_packaged_tensors(lite0_state):
-    backbone = FrozenBackbone(
+    backbone = ImageBackbone(
         BackboneConfig(name="tf_efficientnet_lite0", pretrained="package:efficientnet_lite0")
     )
     assert backbone.weight_source == "package:efficientnet_lite0"
     own = backbone.model.state_dict()
     assert own and all(torch.equal(v, lite0_state[k]) for k, v in own.items())
     frames = torch.randn(2, 3, 64, 64)
-    random = FrozenBackbone(BackboneConfig(name="tf_efficientnet_lite0", pretrained="none"))
+    random = ImageBackbone(BackboneConfig(name="tf_efficientnet_lite0", pretrained="none"))
     with torch.no_grad():
         tokens, cls = backbone(frames)
         random_tokens, _ = random(frames)
@@ -179,7 +179,7 @@ def test_package_lite0_backbone_loads_the_packaged_tensors(lite0_state):
 
 def test_package_weights_for_another_architecture():
     with pytest.raises(ValueError, match="fit 'tf_efficientnet_lite0', not 'resnet18'"):
-        FrozenBackbone(BackboneConfig(name="resnet18", pretrained="package:efficientnet_lite0"))
+        ImageBackbone(BackboneConfig(name="resnet18", pretrained="package:efficientnet_lite0"))
 
 
 def test_unknown_package_weights_list_the_available_ones():
@@ -217,7 +217,7 @@ def test_resnet50_loads_torchvision_layout_files(tmp_path, torchvision_resnet50,
     if layout == "byol":
         state = {"online_backbone": {f"module.{k}": v for k, v in state.items()}}
     torch.save(state, path)
-    backbone = FrozenBackbone(BackboneConfig(name="resnet50.tv_in1k", pretrained=str(path)))
+    backbone = ImageBackbone(BackboneConfig(name="resnet50.tv_in1k", pretrained=str(path)))
     assert backbone.out_channels == 2048 and backbone.feature_grid(224, 224) == (7, 7)
     frames = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
