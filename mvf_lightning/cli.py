@@ -41,9 +41,13 @@ def _wandb_offline_without_account() -> None:
 
 def summary(argv: list[str]) -> int:
     """Print exact trainable / frozen parameter counts and a per-module table."""
+    import torch
+
     from .lightning_cli import MVFLightningCLI
 
-    cli = MVFLightningCLI(args=expand_config_args(argv), run=False, model_only=True)
+    # Counting needs shapes, not values: the meta device builds even ViT-B/8 in no time.
+    with torch.device("meta"):
+        cli = MVFLightningCLI(args=expand_config_args(argv), run=False, model_only=True)
     model = cli.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)

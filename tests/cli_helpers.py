@@ -56,7 +56,7 @@ def tiny_override(
             "embedder": {
                 "num_tokens": 2, "pool_dim": 16, "capacity": 1, "hidden_dim": 32,
                 "num_layers": 1, "num_heads": 4, "ff_dim": 64,
-                "embedding_dim": EMBEDDING_DIM, "projection_dim": 16,
+                "embedding_dim": EMBEDDING_DIM, "projection_hidden_dim": 16,
             },
         },
         "data": {

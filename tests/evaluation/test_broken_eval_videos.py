@@ -43,7 +43,7 @@ def tiny_module() -> MVFormerModule:
                                 model_kwargs={"depth": 2, "embed_dim": 32, "num_heads": 2}),
         embedder=EmbedderConfig(num_tokens=2, pool_dim=16, capacity=1, hidden_dim=32,
                                 num_layers=1, num_heads=4, ff_dim=64, embedding_dim=16,
-                                projection_dim=16, num_frames=8),
+                                projection_hidden_dim=16, num_frames=8),
     )
 
 

@@ -51,7 +51,7 @@ def tiny_module() -> MVFormerModule:
         num_heads=4,
         ff_dim=64,
         embedding_dim=16,
-        projection_dim=16,
+        projection_hidden_dim=16,
         num_frames=8,
     )
     return MVFormerModule(backbone=backbone, embedder=embedder)

@@ -35,7 +35,7 @@ def _small(**overrides) -> EmbedderConfig:
         "num_heads": 2,
         "ff_dim": 32,
         "embedding_dim": 8,
-        "projection_dim": 6,
+        "projection_hidden_dim": 6,
         "num_frames": T,
     }
     cfg.update(overrides)
@@ -84,6 +84,48 @@ def test_finegym_parameter_counts():
     assert _count(model.embedder) == 7_569_024
     assert _count(model.projection) == 66_176
     assert _count(model) == 7_635_200
+
+
+VIT_B8 = "vit_base_patch8_224.dino"
+RN50 = "resnet50.tv_in1k"
+
+
+@pytest.mark.parametrize(
+    ("backbone", "blocks", "embedder", "trainable"),
+    [
+        (VIT_B8, [11], {"num_tokens": 1}, 3_620_480),                       # lstp1
+        (VIT_B8, [11], {"num_tokens": 3}, 3_622_272),                       # lstp3
+        (VIT_B8, [11], {"num_tokens": 5}, 3_624_064),                       # lstp5
+        (VIT_B8, [3, 7, 11], {"num_tokens": 1}, 4_800_128),                 # multi_lstp1
+        (VIT_B8, [3, 7, 11], {"num_tokens": 5}, 4_803_712),                 # multi_lstp5
+        (VIT_B8, [11], {"fusion": "late", "late_pool": "cls"}, 3_225_216),  # late_cls
+        (VIT_B8, [11], {"fusion": "late", "late_pool": "max"}, 3_225_216),  # late_max
+        (VIT_B8, [11], {"fusion": "late", "late_pool": "avg"}, 3_225_216),  # late_avg
+        (VIT_B8, [3, 7, 11], {"fusion": "fixed_width"}, 3_916_032),         # fwb3
+        (VIT_B8, [3, 7, 11], {"fusion": "fixed_width", "num_tokens": 5}, 4_507_648),  # fwb5
+        (RN50, [], {"num_tokens": 1}, 4_603_520),                           # rn50_lstp1
+        (RN50, [], {"num_tokens": 3}, 4_605_312),                           # rn50_lstp3
+        (RN50, [], {"num_tokens": 5}, 4_607_104),                           # rn50_lstp5
+        (RN50, [], {"fusion": "late", "late_pool": "max"}, 3_880_576),      # rn50_max
+    ],
+)
+def test_ablation_parameter_counts(backbone, blocks, embedder, trainable):
+    """The reference's trainable counts for every row of the spec's ablation table."""
+    with torch.device("meta"):
+        model = MVFormer(
+            BackboneConfig(name=backbone, pretrained="none", blocks=blocks or [11]),
+            EmbedderConfig(**embedder),
+        )
+    assert _count(model) == trainable
+
+
+def test_dynamic_tokens_read_the_final_cls():
+    """Dynamic queries come from the 768-wide final CLS, also with three blocks of 2304."""
+    with torch.device("meta"):
+        model = _paper_model([3, 7, 11], EmbedderConfig(dynamic_tokens=2))
+    assert model.backbone.final_cls
+    assert model.embedder.pool.dynamic.in_features == 768
+    assert model.embedder.pool.dynamic.out_features == 2 * 384
 
 
 # --------------------------------------------------------------------------- forward
@@ -248,6 +290,43 @@ def test_late_fusion_cnn_max_pool():
     assert _count(model.projection) == _lin(8, 6) + 2 * 6 + _lin(6, 8)
 
 
+def test_late_fusion_average_pool_of_spatial_tokens(tiny_vit_config):
+    model = MVFormer(tiny_vit_config(blocks=[2]), _small(fusion="late", late_pool="avg")).eval()
+    assert not model.backbone.final_cls  # no CLS needed: the final norm is not kept
+    mlp_in = _capture_input(model.embedder.mlp)
+    frames = torch.randn(B, T, 3, 32, 32)
+    with torch.no_grad():
+        model(frames)
+        tokens, _ = model.backbone_features(frames)
+    torch.testing.assert_close(mlp_in["x"], tokens.mean(dim=2))
+
+
+def test_fixed_width_baseline_tokens_come_from_the_final_cls(tiny_vit_config):
+    model = MVFormer(tiny_vit_config(), _small(fusion="fixed_width")).eval()
+    pool = model.embedder.pool
+    assert model.backbone.final_cls and model.backbone.cls_channels == 32
+    assert pool.linear.in_features == 32 and pool.linear.out_features == K * 16
+    frames = torch.randn(B, T, 3, 32, 32)
+    with torch.no_grad():
+        out = model(frames, return_attention=True)
+        _, cls = model.backbone_features(frames)
+        pooled, attn = pool(None, cls.reshape(B * T, -1))
+    assert out["embeddings"].shape == (B, T, 8) and out["attention"] is None and attn is None
+    # Token k, channel p is output p * K + k of the Linear (the reference's [P, K] layout).
+    flat = cls.reshape(B * T, -1) @ pool.linear.weight.T + pool.linear.bias
+    torch.testing.assert_close(pooled[:, 1, 5], flat[:, 5 * K + 1])
+    assert pooled.shape == (B * T, K, 16)
+    # Then the same pipeline as MV-Former: one-hot identity, MLP, encoder, reduction.
+    assert model.embedder.mlp.blocks[1].in_features == 16 + K
+
+
+def test_fixed_width_baseline_needs_a_cls_token():
+    with pytest.raises(ValueError, match="resnet18 has no CLS token"):
+        MVFormer(BackboneConfig(name="resnet18", pretrained="none"), _small(fusion="fixed_width"))
+    with pytest.raises(ValueError, match="fixed_width' needs a backbone with a CLS token"):
+        MultiEntityEmbedder(512, _small(fusion="fixed_width"), cls_dim=None)
+
+
 def test_late_fusion_vit_cls(tiny_vit_config):
     model = MVFormer(tiny_vit_config(), _small(fusion="late", late_pool="cls")).eval()
     mlp_in = _capture_input(model.embedder.mlp)
@@ -261,12 +340,14 @@ def test_late_fusion_vit_cls(tiny_vit_config):
         out_changed = model(changed, valid)["embeddings"]
     assert out.shape == (B, T, 8)
     torch.testing.assert_close(mlp_in["x"], cls)
-    assert model.embedder.mlp.blocks[1].in_features == 64  # CLS of two 32-wide blocks
+    # The backbone's final CLS (width 32), not the CLS tokens of the two chosen blocks (64).
+    assert model.embedder.mlp.blocks[1].in_features == 32
+    assert model.backbone.final_cls
     torch.testing.assert_close(out[valid], out_changed[valid])
 
 
 def test_late_fusion_cls_needs_a_vit():
-    with pytest.raises(ValueError, match="late_pool='cls' needs a backbone with a CLS token"):
+    with pytest.raises(ValueError, match="resnet18 has no CLS token: late fusion on 'cls'"):
         MVFormer(BackboneConfig(name="resnet18", pretrained="none"), _small(fusion="late",
                                                                            late_pool="cls"))
 
@@ -289,10 +370,10 @@ def test_cnn_multi_entity_attention_covers_the_feature_map():
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [
-        ("fusion", "early", "('multi_entity', 'late')"),
+        ("fusion", "early", "('multi_entity', 'late', 'fixed_width')"),
         ("token_identity", "both", "('pool', 'enc', 'none')"),
         ("reduction", "mean", "('one', 'avg', 'max', 'linear')"),
-        ("late_pool", "avg", "('max', 'cls')"),
+        ("late_pool", "mean", "('max', 'avg', 'cls')"),
     ],
 )
 def test_invalid_names_give_the_key_and_allowed_values(tiny_vit_config, key, value, allowed):

@@ -24,14 +24,14 @@ def _manual(pool: LearnableSpatialTokenPooling, tokens, queries):
 
 
 def _static_queries(pool: LearnableSpatialTokenPooling) -> torch.Tensor:
-    # Linear(K, P) applied to the identity: row i = column i of the weight plus the bias.
-    return (pool.queries.weight.T + pool.queries.bias).unsqueeze(0).expand(N, -1, -1)
+    # Query i = row i of the learned [1, K, P] tensor plus the shared P-vector.
+    return (pool.queries[0] + pool.query_bias).unsqueeze(0).expand(N, -1, -1)
 
 
 @pytest.mark.parametrize("normalize_keys", [False, True])
 def test_matches_manual_attention(normalize_keys):
     pool = LearnableSpatialTokenPooling(C, K, P, normalize_keys=normalize_keys)
-    assert pool.queries.weight.shape == (P, K) and pool.queries.bias.shape == (P,)
+    assert pool.queries.shape == (1, K, P) and pool.query_bias.shape == (P,)
     tokens = torch.randn(N, S, C)
     out, attn = pool(tokens, return_attention=True)
     want_out, want_attn = _manual(pool, tokens, _static_queries(pool))
@@ -133,9 +133,9 @@ def test_disjoint_query_that_wins_nothing_keeps_full_attention():
         # query 1 wins every spatial token and queries 0 and 2 win none.
         pool.key.weight.zero_()
         pool.key.bias.copy_(torch.ones(P))
-        pool.queries.weight.zero_()
-        pool.queries.bias.zero_()
-        pool.queries.weight[:, 1] = 1.0
+        pool.queries.zero_()
+        pool.query_bias.zero_()
+        pool.queries[0, 1] = 1.0
     tokens = torch.randn(N, S, C)
     out, attn = pool(tokens, return_attention=True)
     assert torch.isfinite(out).all()
@@ -144,3 +144,21 @@ def test_disjoint_query_that_wins_nothing_keeps_full_attention():
     # Queries 0 and 2 fall back to plain (here uniform) attention.
     torch.testing.assert_close(attn[:, 0], torch.full((N, S), 1 / S))
     torch.testing.assert_close(attn[:, 2], torch.full((N, S), 1 / S))
+
+
+def test_static_queries_initialised_kaiming_uniform_over_k_times_p():
+    """mvformer.md: bound 1/sqrt(K P) (about 0.0295 for K = 3, P = 384), for the [1, K, P]
+    tensor and the P-vector; K P + P parameters, as many as an nn.Linear(K, P)."""
+    torch.manual_seed(0)
+    pool = LearnableSpatialTokenPooling(C, 3, 384)
+    bound = 1 / math.sqrt(3 * 384)
+    assert bound == pytest.approx(0.0295, abs=1e-4)
+    for t in (pool.queries, pool.query_bias):
+        assert t.abs().max().item() <= bound
+        assert t.abs().max().item() > 0.95 * bound
+    assert pool.queries.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    # PyTorch's own Kaiming-uniform with a = sqrt(5) has the same bound on this tensor.
+    reference = torch.empty(1, 3, 384)
+    torch.nn.init.kaiming_uniform_(reference, a=math.sqrt(5))
+    assert reference.abs().max().item() <= bound
+    assert pool.queries.numel() + pool.query_bias.numel() == 3 * 384 + 384

@@ -22,11 +22,23 @@ def test_sinusoidal_values_follow_the_formula(dim):
     pe = sinusoidal_positions(positions, dim)
     assert pe.shape == (4, dim)
     for row, pos in enumerate(positions.tolist()):
-        for i in range(dim):
-            # PE(pos, 2j) = sin(pos / 10000^(2j/d)), PE(pos, 2j+1) = cos(pos / 10000^(2j/d))
-            angle = pos / 10000 ** ((i - i % 2) / dim)
-            want = math.sin(angle) if i % 2 == 0 else math.cos(angle)
-            assert pe[row, i].item() == pytest.approx(want, abs=1e-5), (pos, i)
+        for c in range(dim):
+            # The reference's formula: the exponent is c / d for odd channels too (not c - 1).
+            angle = pos / 10000 ** (c / dim)
+            want = math.sin(angle) if c % 2 == 0 else math.cos(angle)
+            assert pe[row, c].item() == pytest.approx(want, abs=1e-6), (pos, c)
+
+
+def test_sinusoidal_hand_computed_entries():
+    """d = 4: channel c of position p uses p / 10000^(c/4) = p / 10^c."""
+    pe = sinusoidal_positions(torch.tensor([1.0, 5.0]), 4)
+    want = torch.tensor([
+        [math.sin(1.0), math.cos(0.1), math.sin(0.01), math.cos(0.001)],
+        [math.sin(5.0), math.cos(0.5), math.sin(0.05), math.cos(0.005)],
+    ])
+    torch.testing.assert_close(pe, want)
+    # The textbook formula would give cos(1.0) in channel 1 of position 1 instead of cos(0.1).
+    assert abs(pe[0, 1].item() - math.cos(1.0)) > 0.4
 
 
 def test_position_encoding_adds_the_same_vector_to_every_token_of_a_frame():
@@ -70,7 +82,7 @@ def _torch_reference(layer: TemporalEncoderLayer, dim: int, heads: int, ff: int)
         ref.self_attn.out_proj.weight.copy_(layer.proj.weight)
         ref.self_attn.out_proj.bias.copy_(layer.proj.bias)
         ref.linear1.load_state_dict(layer.ff[0].state_dict())
-        ref.linear2.load_state_dict(layer.ff[3].state_dict())
+        ref.linear2.load_state_dict(layer.ff[2].state_dict())
         ref.norm1.load_state_dict(layer.norm1.state_dict())
         ref.norm2.load_state_dict(layer.norm2.state_dict())
     return ref.eval()
@@ -125,3 +137,47 @@ def test_padded_keys_do_not_influence_valid_positions():
     torch.testing.assert_close(a[valid], b[valid])
     # Without the mask the padding would leak into the valid positions.
     assert not torch.allclose(a[0, :5], unmasked[0, :5])
+
+
+def test_dropout_only_on_the_two_residual_branches():
+    """No dropout on the attention weights and none inside the feed-forward: with the two
+    residual dropouts at 0, a layer in training mode is deterministic despite dropout 0.5."""
+    layer = TemporalEncoderLayer(16, 2, 32, dropout=0.5).train()
+    assert layer.drop1.p == 0.5 and layer.drop2.p == 0.5
+    assert not any(isinstance(m, nn.Dropout) for m in layer.ff)
+    dropouts = [name for name, m in layer.named_modules() if isinstance(m, nn.Dropout)]
+    assert dropouts == ["drop1", "drop2"]
+    layer.drop1.p = layer.drop2.p = 0.0
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(layer(x), layer(x))
+
+
+def test_weight_matrices_are_xavier_uniform():
+    """Every weight matrix Xavier-uniform, with query, key and value as three 256 x 256
+    matrices (bound sqrt(6 / 512) = 0.108, not the fused 768 x 256 bound 0.077)."""
+    layer = TemporalEncoderLayer(256, 8, 1024)
+    matrices = {
+        "q": layer.qkv.weight[:256], "k": layer.qkv.weight[256:512],
+        "v": layer.qkv.weight[512:], "proj": layer.proj.weight,
+        "ff1": layer.ff[0].weight, "ff2": layer.ff[2].weight,
+    }
+    for name, w in matrices.items():
+        fan_out, fan_in = w.shape
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        assert w.abs().max().item() <= bound, name
+        assert w.abs().max().item() > 0.99 * bound, name  # uniform over the whole range
+        # Uniform(-a, a) has standard deviation a / sqrt(3).
+        assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02), name
+    # Biases and norms keep PyTorch's defaults.
+    torch.testing.assert_close(layer.norm1.weight, torch.ones(256))
+    assert layer.proj.bias.abs().max().item() <= 1 / math.sqrt(256)
+
+
+def test_layers_start_as_identical_copies():
+    enc = TemporalTransformer(dim=16, num_layers=3, num_heads=2, ff_dim=32)
+    first = enc.layers[0].state_dict()
+    for layer in enc.layers[1:]:
+        for key, value in layer.state_dict().items():
+            assert torch.equal(value, first[key]), key
+        # Copies, not one shared layer: each trains on its own.
+        assert layer.qkv.weight.data_ptr() != enc.layers[0].qkv.weight.data_ptr()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from mvf_lightning.models.backbone import BackboneConfig, FrozenBackbone
+from mvf_lightning.models.backbone import BackboneConfig, ImageBackbone
 from mvf_lightning.models.weight_sources import (
     describe_source,
     load_package_weights,
@@ -51,7 +51,7 @@ def test_cnn_weight_file_reproduces_the_source_model(tmp_path, filename, wrap):
     reference = _resnet_reference()
     path = tmp_path / filename
     _save({k: v.clone() for k, v in reference.state_dict().items()}, path, wrap)
-    backbone = FrozenBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+    backbone = ImageBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
     assert backbone.weight_source == str(path.resolve())
     frames = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -60,7 +60,7 @@ def test_cnn_weight_file_reproduces_the_source_model(tmp_path, filename, wrap):
     torch.testing.assert_close(tokens, expected, rtol=0, atol=0)
     # The fixed random init alone would not give these outputs.
     with torch.no_grad():
-        random_tokens, _ = FrozenBackbone(BackboneConfig(name="resnet18", pretrained="none"))(
+        random_tokens, _ = ImageBackbone(BackboneConfig(name="resnet18", pretrained="none"))(
             frames
         )
     assert not torch.allclose(random_tokens, expected)
@@ -73,13 +73,13 @@ def test_vit_safetensors_reproduces_the_source_blocks(
     reference = timm.create_model("vit_small_patch16_224", num_classes=0, **tiny_vit_kwargs).eval()
     path = tmp_path / "vit.safetensors"
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
-    backbone = FrozenBackbone(tiny_vit_config(pretrained=str(path), blocks=[1, 2]))
+    backbone = ImageBackbone(tiny_vit_config(pretrained=str(path), blocks=[1, 2]), final_cls=True)
     frames = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         outs = vit_block_outputs(reference, frames)
         tokens, cls = backbone(frames)
     torch.testing.assert_close(tokens, torch.cat([outs[1][:, 1:], outs[2][:, 1:]], -1))
-    torch.testing.assert_close(cls, torch.cat([outs[1][:, 0], outs[2][:, 0]], -1))
+    torch.testing.assert_close(cls, reference.norm(outs[2])[:, 0])  # the final norm came too
 
 
 def test_wrong_shape_names_the_tensor(tmp_path):
@@ -87,8 +87,8 @@ def test_wrong_shape_names_the_tensor(tmp_path):
     state["layer2.0.conv1.weight"] = torch.zeros(128, 64, 1, 1)
     path = tmp_path / "bad.pth"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"layer2\.0\.conv1\.weight.*\(128, 64, 1, 1\)"):
-        FrozenBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+    with pytest.raises(ValueError, match=r"layer2\.0\.conv1\.weight.*\[128, 64, 1, 1\]"):
+        ImageBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
 
 
 def test_missing_tensor_is_reported(tmp_path):
@@ -96,8 +96,9 @@ def test_missing_tensor_is_reported(tmp_path):
     del state["layer3.1.bn2.running_mean"]
     path = tmp_path / "partial.safetensors"
     save_file(state, str(path))
-    with pytest.raises(ValueError, match=r"1 tensors missing.*layer3\.1\.bn2\.running_mean"):
-        FrozenBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
+    missing = r"partial\.safetensors.*Missing key.*layer3\.1\.bn2\.running_mean"
+    with pytest.raises(ValueError, match=missing):
+        ImageBackbone(BackboneConfig(name="resnet18", pretrained=str(path)))
 
 
 def test_torch_file_without_tensors_is_rejected(tmp_path):
@@ -160,14 +161,14 @@ def test_package_lite0_classifies_a_real_frame(lite0_state, sample_videos):
 
 
 def test_package_lite0_backbone_loads_the_packaged_tensors(lite0_state):
-    backbone = FrozenBackbone(
+    backbone = ImageBackbone(
         BackboneConfig(name="tf_efficientnet_lite0", pretrained="package:efficientnet_lite0")
     )
     assert backbone.weight_source == "package:efficientnet_lite0"
     own = backbone.model.state_dict()
     assert own and all(torch.equal(v, lite0_state[k]) for k, v in own.items())
     frames = torch.randn(2, 3, 64, 64)
-    random = FrozenBackbone(BackboneConfig(name="tf_efficientnet_lite0", pretrained="none"))
+    random = ImageBackbone(BackboneConfig(name="tf_efficientnet_lite0", pretrained="none"))
     with torch.no_grad():
         tokens, cls = backbone(frames)
         random_tokens, _ = random(frames)
@@ -178,9 +179,64 @@ def test_package_lite0_backbone_loads_the_packaged_tensors(lite0_state):
 
 def test_package_weights_for_another_architecture():
     with pytest.raises(ValueError, match="fit 'tf_efficientnet_lite0', not 'resnet18'"):
-        FrozenBackbone(BackboneConfig(name="resnet18", pretrained="package:efficientnet_lite0"))
+        ImageBackbone(BackboneConfig(name="resnet18", pretrained="package:efficientnet_lite0"))
 
 
 def test_unknown_package_weights_list_the_available_ones():
     with pytest.raises(ValueError, match="package:nope.*available: package:efficientnet_lite0"):
         load_package_weights("nope", "resnet18")
+
+
+# --------------------------------------------------------------------------- torchvision layout
+
+
+@pytest.fixture(scope="module")
+def torchvision_resnet50() -> torch.nn.Module:
+    import torchvision
+
+    torch.manual_seed(11)
+    return torchvision.models.resnet50(weights=None).eval()
+
+
+def _torchvision_layer4(model: torch.nn.Module, frames: torch.Tensor) -> torch.Tensor:
+    """torchvision's ResNet up to its last feature map, as ``[N, S, 2048]`` tokens."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(frames))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return x.flatten(2).transpose(1, 2)
+
+
+@pytest.mark.parametrize("layout", ["plain", "no_fc", "byol", "pth_tar"])
+def test_resnet50_loads_torchvision_layout_files(tmp_path, torchvision_resnet50, layout):
+    """BYOL releases are torchvision ResNet-50 state dicts (with or without ``fc``, possibly
+    under ``online_backbone`` with DDP's ``module.`` prefix): they load into timm's resnet50 and
+    give torchvision's last feature map as the 49 spatial tokens at 224 px."""
+    state = {k: v.clone() for k, v in torchvision_resnet50.state_dict().items()}
+    path = tmp_path / ("w.pth.tar" if layout == "pth_tar" else "w.pth")
+    if layout in ("no_fc", "byol"):
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    if layout == "byol":
+        state = {"online_backbone": {f"module.{k}": v for k, v in state.items()}}
+    torch.save(state, path)
+    backbone = ImageBackbone(BackboneConfig(name="resnet50.tv_in1k", pretrained=str(path)))
+    assert backbone.out_channels == 2048 and backbone.feature_grid(224, 224) == (7, 7)
+    frames = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        tokens, cls = backbone(frames)
+        want = _torchvision_layer4(torchvision_resnet50, frames)
+    assert cls is None and tokens.shape == (1, 49, 2048)
+    torch.testing.assert_close(tokens, want)
+
+
+def test_multi_network_checkpoints_give_their_backbone(tmp_path):
+    """DINO's full checkpoint keeps the backbone under ``teacher`` with a ``backbone.`` prefix
+    next to its projection head; CARL's BYOL file under ``model`` with ``encoder.`` next to a
+    momentum encoder: only the backbone's tensors are kept."""
+    w = torch.ones(2)
+    dino = tmp_path / "dino.pth"
+    torch.save({"teacher": {"module.backbone.cls_token": w, "module.head.mlp.0.weight": w},
+                "epoch": torch.tensor(100)}, dino)
+    assert list(load_state_dict_file(dino)) == ["cls_token"]
+    byol = tmp_path / "byol.pth"
+    torch.save({"model": {"module.encoder.conv1.weight": w, "module.encoder_k.conv1.weight": w,
+                          "module.projector.0.weight": w}}, byol)
+    assert list(load_state_dict_file(byol)) == ["conv1.weight"]
