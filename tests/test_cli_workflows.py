@@ -206,7 +206,9 @@ def test_print_config_instantiates_nothing(monkeypatch, tmp_path, capsys, config
 
 # ---------------------------------------------------------------------------- fast: writer
 def _trainer(world_size: int = 1):
-    return SimpleNamespace(world_size=world_size, is_global_zero=True, strategy=None)
+    return SimpleNamespace(
+        world_size=world_size, is_global_zero=True, strategy=None, datamodule=None
+    )
 
 
 def _prediction(video_id: str, split: str = "val", n: int = 5, labelled: bool = True):
