@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from .exact_resume import continue_data_order, seed_training_batch
 from .losses import get_loss
 from .models.backbone import BackboneConfig
 from .models.cached_backbone import CachedBackbone, FeatureCacheConfig
@@ -116,8 +117,9 @@ class MVFormerModule(pl.LightningModule):
             scheduler: warm-up and cosine decay.
             init_from: checkpoint of another run whose trainable weights start this one (no
                 optimiser state), e.g. Kinetics-400 pretraining before Penn Action.
-            step_seed: reseed torch's RNG from (seed, step, rank) before each training step so
-                that a resumed run repeats an uninterrupted one exactly; ``None`` disables it.
+            step_seed: reseed torch's RNG from (seed, epoch, batch, rank) before each training
+                batch is augmented, so that a resumed run repeats an uninterrupted one exactly;
+                ``None`` disables it.
             eval_max_frames: longest sequence embedded in one pass during evaluation.
             feature_cache: where frozen-backbone features of evaluation videos are kept
                 (``mode: off | memory | disk | both``); not a hyperparameter of the model.
@@ -178,11 +180,27 @@ class MVFormerModule(pl.LightningModule):
         """``frames [B, T, 3, H, W]`` -> L2-normalised frame embeddings ``[B, T, E]``."""
         return MVFormer.normalize(self.model(frames, valid)["embeddings"])
 
+    # ------------------------------------------------------------------ exact resume
+    def on_train_start(self) -> None:
+        continue_data_order(self.trainer)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Before the DataModule augments the batch on the device: augmentation and dropout of
+        # each training batch then depend only on its position, so a resumed fit repeats.
+        if self.step_seed is not None and self._trainer is not None and self.trainer.training:
+            seed_training_batch(self.trainer, self.step_seed, self.global_rank)
+            self._batch_seeded = True
+        return batch
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.step_seed is not None:
-            world = self.trainer.world_size if self._trainer is not None else 1
-            rank = self.global_rank
-            torch.manual_seed(self.step_seed * 1_000_003 + self.global_step * world + rank)
+        if (
+            self.step_seed is not None
+            and self._trainer is not None
+            and not getattr(self, "_batch_seeded", False)
+        ):
+            # A DataModule's own on_before_batch_transfer replaced ours: seed before the step.
+            seed_training_batch(self.trainer, self.step_seed, self.global_rank)
+        self._batch_seeded = False
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         frames, masks = batch["frames"], batch["masks"]

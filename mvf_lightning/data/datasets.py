@@ -291,6 +291,7 @@ class EpochSeededSampler(DistributedSampler):
     keeps it. :meth:`set_epoch` (called by Lightning each epoch) also sets
     ``dataset.epoch``; the epoch also travels with every index so that workers that were
     forked earlier (``persistent_workers``) still seed items with the right epoch.
+    :meth:`resume_at` continues an epoch part-way: the next pass skips the items already seen.
     """
 
     def __init__(
@@ -310,15 +311,26 @@ class EpochSeededSampler(DistributedSampler):
             seed=seed,
             drop_last=drop_last,
         )
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         if hasattr(self.dataset, "epoch"):
             self.dataset.epoch = int(epoch)
 
+    def resume_at(self, epoch: int, seen: int) -> None:
+        """Make the next pass the rest of ``epoch``: its first ``seen`` items (of this rank's
+        shard) are skipped once; later passes are whole epochs again."""
+        if not 0 <= seen <= self.num_samples:
+            raise ValueError(f"cannot skip {seen} items of an epoch of {self.num_samples}")
+        self.set_epoch(epoch)
+        self._skip = int(seen)
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        return ((int(i), epoch) for i in super().__iter__())
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
+        order = list(super().__iter__())[skip:]
+        return ((int(i), epoch) for i in order)
 
 
 class TooManyBrokenVideosError(RuntimeError):
