@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 
 INHERIT_KEY = "inherit"
+INLINE_SOURCES: dict[str, str] = {}
+"""The file each inline YAML string passed as ``--config`` came from (for error messages)."""
 
 
 def _expand(path: Path, seen: tuple[Path, ...]) -> list[str]:
@@ -32,7 +34,9 @@ def _expand(path: Path, seen: tuple[Path, ...]) -> list[str]:
     out: list[str] = []
     for base in bases:
         out += _expand(path.parent / base, (*seen, path))
-    out.append(yaml.safe_dump(data, sort_keys=False) if data else "{}")
+    content = yaml.safe_dump(data, sort_keys=False) if data else "{}"
+    INLINE_SOURCES[content] = str(path)
+    out.append(content)
     return out
 
 
@@ -56,4 +60,22 @@ def expand_config_args(argv: list[str]) -> list[str]:
                 out += ["--config", item]
         else:
             out += ["--config", value]
+    return out
+
+
+def config_sources(args: list[str]) -> list[str]:
+    """The YAML files behind the ``--config`` values of expanded ``args``, in order."""
+    out = []
+    for i, arg in enumerate(args):
+        value = None
+        if arg == "--config" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        if value is None:
+            continue
+        if value in INLINE_SOURCES:
+            out.append(INLINE_SOURCES[value])
+        elif Path(value).suffix in (".yaml", ".yml") and Path(value).is_file():
+            out.append(str(Path(value).resolve()))
     return out
