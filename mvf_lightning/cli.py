@@ -105,12 +105,14 @@ def _interrupted(command: str, rest: list[str], error: BaseException) -> str:
     path = getattr(error, "checkpoint_path", None)
     epoch, step = getattr(error, "position", (None, None))
     where = f" at epoch {epoch}, step {step}" if epoch is not None else ""
+    if command != "fit":
+        return f"{command} stopped by SIGTERM; nothing was saved: run the same command again"
     if path is None:
         return f"stopped by SIGTERM{where} before training began: nothing to resume"
     if os.environ.get("SLURM_JOB_ID"):
         return (
-            f"stopped by SIGTERM{where}; checkpoint saved to {path} (a requeued job restores it "
-            "by itself)"
+            f"stopped by SIGTERM{where}; checkpoint saved to {path}; a Slurm job restores it "
+            "when it starts again (requeued, or resubmitted with the same default_root_dir)"
         )
     kept, skip = [], False
     for arg in rest:

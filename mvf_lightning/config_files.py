@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError, MissingFileError
+
 INHERIT_KEY = "inherit"
 INLINE_SOURCES: dict[str, str] = {}
 """The file each inline YAML string passed as ``--config`` came from (for error messages)."""
@@ -17,20 +19,20 @@ def _expand(path: Path, seen: tuple[Path, ...]) -> list[str]:
     path = path.resolve()
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
-        raise ValueError(f"config inheritance loops: {chain}")
+        raise ConfigError(f"config inheritance loops: {chain}")
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingFileError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(data, dict) or INHERIT_KEY not in data:
         return [str(path)]
     bases = data.pop(INHERIT_KEY)
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ValueError(f"{path}: '{INHERIT_KEY}' must be a path or a list of paths")
+        raise ConfigError(f"{path}: '{INHERIT_KEY}' must be a path or a list of paths")
     out: list[str] = []
     for base in bases:
         out += _expand(path.parent / base, (*seen, path))

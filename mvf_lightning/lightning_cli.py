@@ -264,6 +264,8 @@ def apply_checkpoint_hparams(cli: Any, parse: Any) -> None:
             f"--ckpt_path {path}: not a readable checkpoint (truncated or not a torch file: "
             f"{str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
+    if sub == "fit":
+        _check_training_left(cli.config[sub]["trainer"], path)
     after = _flat(cli.config[sub]["model"])
     differ = sorted(k for k in set(before) | set(after) if not _same(before.get(k), after.get(k)))
     keep = [k for k in differ if k.startswith(RESUME_COMPATIBLE)]
@@ -286,6 +288,28 @@ def apply_checkpoint_hparams(cli: Any, parse: Any) -> None:
         f"{detail}{more}; resuming keeps the checkpoint's, so drop these settings, or start a "
         f"new run from its weights with --model.init_from={path}"
     )
+
+
+def _check_training_left(trainer: Any, path: str) -> None:
+    """A fit resumed from a checkpoint that already reached ``max_epochs`` / ``max_steps``
+    would stop at once and report success: say so instead."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    epochs_done = int(progress.get("current", {}).get("completed", ckpt.get("epoch", 0)))
+    steps_done = int(ckpt.get("global_step", 0))
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    if max_epochs is not None and max_epochs >= 0 and epochs_done >= max_epochs:
+        raise ConfigError(
+            f"--ckpt_path {path} has already trained {epochs_done} epoch(s) and "
+            f"trainer.max_epochs={max_epochs}: nothing left to train; raise trainer.max_epochs"
+        )
+    if max_steps is not None and max_steps > 0 and steps_done >= max_steps:
+        raise ConfigError(
+            f"--ckpt_path {path} has already trained {steps_done} step(s) and "
+            f"trainer.max_steps={max_steps}: nothing left to train; raise trainer.max_steps"
+        )
 
 
 def _uses_wandb(config: Any) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from .errors import CheckpointError, MissingFileError
 from .exact_resume import continue_data_order, seed_training_batch
 from .losses import get_loss
 from .models.backbone import BackboneConfig
@@ -349,7 +350,7 @@ class MVFormerModule(pl.LightningModule):
                     f"{len(wrong)} with other shapes (e.g. {k}: checkpoint "
                     f"{tuple(theirs[k].shape)}, model {tuple(own[k].shape)})"
                 )
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {source} was made by a different architecture than the configured "
                 f"model: tensors " + "; ".join(parts)
             )
@@ -357,10 +358,10 @@ class MVFormerModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("mvf_lightning")
         if meta is None:
-            raise ValueError("not an mvf_lightning checkpoint (no 'mvf_lightning' entry)")
+            raise CheckpointError("not an mvf_lightning checkpoint (no 'mvf_lightning' entry)")
         theirs = meta.get("backbone", {})
         if theirs.get("name") != self.backbone_config.name:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint was trained on backbone {theirs.get('name')!r} but the model is "
                 f"configured with {self.backbone_config.name!r}"
             )
@@ -382,10 +383,16 @@ class MVFormerModule(pl.LightningModule):
         """Start from another run's trainable weights (no optimiser, schedule or epoch)."""
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"model.init_from: checkpoint not found: {path}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            raise MissingFileError(f"model.init_from: checkpoint not found: {path}")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError) as e:
+            raise CheckpointError(
+                f"model.init_from: {path} is not a readable checkpoint (truncated or not a torch "
+                f"file: {str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-            raise ValueError(f"model.init_from: {path} is not a Lightning checkpoint")
+            raise CheckpointError(f"model.init_from: {path} is not a Lightning checkpoint")
         frozen = self._frozen_keys()
         state = {k: v for k, v in ckpt["state_dict"].items() if k not in frozen}
         self._check_compatible(state, str(path))

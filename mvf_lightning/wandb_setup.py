@@ -8,8 +8,10 @@ warning says how to upload later), so a run never waits on the network.
 from __future__ import annotations
 
 import os
-import socket
 import sys
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,21 +38,34 @@ def offline_without_account() -> None:
 
 
 def server_unreachable(base_url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
-    """Why the W&B server at ``base_url`` cannot be reached (None when a TCP connection opens
-    within ``timeout`` seconds)."""
-    parts = urlsplit(base_url if "//" in base_url else f"https://{base_url}")
-    host = parts.hostname
-    if not host:
+    """Why the W&B server at ``base_url`` cannot be reached, or None if it answers an HTTP
+    request (any status) within ``timeout`` seconds, a hard bound.
+
+    An HTTP request rather than a bare TCP connect: behind a firewall or an intercepting
+    proxy a connection may open while nothing ever answers.
+    """
+    url = base_url if "//" in base_url else f"https://{base_url}"
+    if not urlsplit(url).hostname:
         return f"WANDB_BASE_URL={base_url!r} names no host"
-    try:
-        port = parts.port or (80 if parts.scheme == "http" else 443)
-    except ValueError:
-        return f"WANDB_BASE_URL={base_url!r} has an invalid port"
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as e:
-        return f"{host}:{port}: {e.strerror or e}"
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout):
+                outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # the server answered
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            outcome.append(f"{url}: {getattr(reason, 'strerror', None) or reason}")
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return f"{url}: no answer within {timeout:g} s"
+    return outcome[0]
 
 
 def offline_unless_reachable(save_dir: str | None = None) -> bool:

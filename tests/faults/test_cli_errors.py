@@ -134,9 +134,9 @@ def _raise_in(module_file: str, error: BaseException) -> BaseException:
 
 
 def test_user_errors_and_failures_are_told_apart():
-    import mvf_lightning.data.index as ours
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    import mvf_lightning.data.index as ours
     from mvf_lightning.cli import is_user_error
     from mvf_lightning.errors import ConfigError
 
@@ -173,8 +173,9 @@ def test_runtime_failure_keeps_its_traceback_and_a_summary(monkeypatch, tmp_path
 
 
 def test_misconfiguration_is_one_line(monkeypatch, tmp_path, capsys):
-    import mvf_lightning.cli as cli
     from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    import mvf_lightning.cli as cli
 
     def fail(command, rest):
         raise MisconfigurationException(
