@@ -162,6 +162,10 @@ class MVFLightningCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
         # The frozen backbone is in eval mode on purpose.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
+        # The module seeds each training batch in on_before_batch_transfer on purpose.
+        warnings.filterwarnings(
+            "ignore", message=r".*overridden `on_before_batch_transfer` in `LightningModule`"
+        )
         super().__init__(
             MVFormerModule,
             LightningDataModule,
@@ -297,7 +301,7 @@ def _check_training_left(trainer: Any, path: str) -> None:
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
-    epochs_done = int(progress.get("current", {}).get("completed", ckpt.get("epoch", 0)))
+    epochs_done = int(progress.get("current", {}).get("processed", ckpt.get("epoch", 0)))
     steps_done = int(ckpt.get("global_step", 0))
     max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
     if max_epochs is not None and max_epochs >= 0 and epochs_done >= max_epochs:

@@ -251,7 +251,8 @@ def _load(path: Path) -> np.ndarray:
     try:
         return load_npy(path, "embedding array")
     except (OSError, ValueError) as e:
-        raise EmbeddingExportError(str(e)) from e
+        detail = str(e).removeprefix(f"{path}: ")
+        raise EmbeddingExportError(f"{path}: cannot read as a .npy array: {detail}") from e
 
 
 def _read_index(root: Path) -> tuple[Path, dict[str, Any]]:

@@ -141,3 +141,41 @@ def test_wandb_key_without_a_reachable_server_logs_offline_quickly(tmp_path, uni
     assert len(warnings) == 1 and "wandb sync" in warnings[0], proc.stderr[-2000:]
     assert list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert time.monotonic() - start < 300
+
+
+def test_kill_term_from_outside_with_workers_saves_and_exits_143(tmp_path, uninterrupted):
+    """``kill -TERM`` to the fit's whole process group (as Slurm does), DataLoader workers on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    args = resume_config(tmp_path, uninterrupted.demo_root) + [
+        "--data.init_args.num_workers=2", "--trainer.max_epochs=50",
+        "--trainer.limit_train_batches=10",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvf_lightning", "fit", *args], cwd=tmp_path,
+        env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 400
+    while not list((tmp_path / "ckpt" / "steps").glob("*step=2.ckpt")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("no checkpoint after 400 s")
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the fit did not stop within 300 s of SIGTERM")
+    assert proc.returncode == 143, err[-3000:]
+    ckpt = tmp_path / "ckpt" / "steps" / "interrupted.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["global_step"] >= 2
+    last = err.strip().splitlines()[-1]
+    where = f"stopped by SIGTERM at epoch {state['epoch']}, step {state['global_step']};"
+    assert last.startswith(where) and f"--ckpt_path {ckpt}" in last, last
