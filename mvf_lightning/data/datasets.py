@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "VideoDataset",
     "collate_eval",
     "collate_train",
+    "worker_leaves_sigterm_to_main",
 ]
 
 
@@ -331,6 +333,13 @@ class EpochSeededSampler(DistributedSampler):
         self._skip = 0
         order = list(super().__iter__())[skip:]
         return ((int(i), epoch) for i in order)
+
+
+def worker_leaves_sigterm_to_main(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGTERM, so a SIGTERM sent to the whole
+    process group (as Slurm does) reaches the main process alone, which checkpoints and then
+    stops its workers; a worker killed by it would abort the step with a worker error."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class TooManyBrokenVideosError(RuntimeError):
