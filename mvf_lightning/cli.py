@@ -81,9 +81,10 @@ def is_user_error(error: BaseException) -> bool:
 
     Ours: :class:`~mvf_lightning.errors.MVFError` and Lightning's ``MisconfigurationException``
     (a setting that contradicts another). Code written before ``errors.py`` raised plain
-    ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` / ``RuntimeError`` for bad
-    input: those count when this package raised them. CUDA out-of-memory, NCCL errors and
-    anything raised inside torch or Lightning keep their traceback.
+    ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` / ``RuntimeError`` (or its own
+    subclasses of them) for bad input: those count when this package raised them. CUDA
+    out-of-memory, NCCL errors and anything raised inside torch or Lightning keep their
+    traceback.
     """
     from .errors import MVFError
 
@@ -91,7 +92,11 @@ def is_user_error(error: BaseException) -> bool:
         return True
     if any(c.__name__ == "MisconfigurationException" for c in type(error).__mro__):
         return True
-    legacy = isinstance(error, _LEGACY_USER_ERRORS) or type(error) is RuntimeError
+    legacy = (
+        isinstance(error, _LEGACY_USER_ERRORS)
+        or type(error) is RuntimeError
+        or type(error).__module__.startswith("mvf_lightning.")
+    )
     return legacy and _raised_here(error)
 
 

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 from torch.utils.data._utils.collate import default_collate
 
+from ..errors import MVFError
 from .decode import VideoDecodeError, VideoFile
 from .index import VideoIndex, VideoRecord, resample_labels
 from .sampling import StrideSampler, TimeAugmentSampler
@@ -342,7 +343,7 @@ def worker_leaves_sigterm_to_main(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-class TooManyBrokenVideosError(RuntimeError):
+class TooManyBrokenVideosError(MVFError, RuntimeError):
     """More training videos are unreadable than the configured tolerance allows."""
 
 
