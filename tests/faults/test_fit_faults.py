@@ -74,7 +74,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_exactly(tmp_path, unin
 
 
 def test_ckpt_path_refuses_a_model_override_it_would_drop(tmp_path, uninterrupted):
-    ckpt = uninterrupted.tmp / "ckpt" / "epochs" / "last.ckpt"  # trained with 2 tokens
+    ckpt = uninterrupted.tmp / "ckpt" / "epochs" / "epoch=0-step=3.ckpt"  # 2 tokens
     args = resume_config(tmp_path, uninterrupted.demo_root)
     proc = run_cli(
         tmp_path, "fit", *args, "--model.embedder.num_tokens=6", "--ckpt_path", str(ckpt),
