@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from .config_files import expand_config_args
+from .wandb_setup import offline_without_account
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -27,16 +29,6 @@ commands:
 
 Run `python -m mvf_lightning <command> --help` for the options of one command.
 """
-
-
-def _wandb_offline_without_account() -> None:
-    """Without credentials W&B would prompt for a login: log offline instead (sync later)."""
-    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
-        return
-    netrc = Path.home() / ".netrc"
-    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
-        return
-    os.environ["WANDB_MODE"] = "offline"
 
 
 def summary(argv: list[str]) -> int:
@@ -75,9 +67,93 @@ def _summary_modules(model):
     yield "projection", model.projection
 
 
+# ---------------------------------------------------------------------- errors (helper "faults")
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_LEGACY_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+
+
+def _raised_here(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in this package."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """A mistake the user can fix (one line), as opposed to a failure (traceback).
+
+    Ours: :class:`~mvf_lightning.errors.MVFError` and Lightning's ``MisconfigurationException``
+    (a setting that contradicts another). Code written before ``errors.py`` raised plain
+    ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` / ``RuntimeError`` (or its own
+    subclasses of them) for bad input: those count when this package raised them. CUDA
+    out-of-memory, NCCL errors and anything raised inside torch or Lightning keep their
+    traceback.
+    """
+    from .errors import MVFError
+
+    if isinstance(error, MVFError):
+        return True
+    if any(c.__name__ == "MisconfigurationException" for c in type(error).__mro__):
+        return True
+    legacy = (
+        isinstance(error, _LEGACY_USER_ERRORS)
+        or type(error) is RuntimeError
+        or type(error).__module__.startswith("mvf_lightning.")
+    )
+    return legacy and _raised_here(error)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
+def _interrupted(command: str, rest: list[str], error: BaseException) -> str:
+    """The line printed when a fit stopped on SIGTERM: where its checkpoint is, how to resume."""
+    path = getattr(error, "checkpoint_path", None)
+    epoch, step = getattr(error, "position", (None, None))
+    where = f" at epoch {epoch}, step {step}" if epoch is not None else ""
+    if command != "fit":
+        return f"{command} stopped by SIGTERM; nothing was saved: run the same command again"
+    if path is None:
+        return f"stopped by SIGTERM{where} before training began: nothing to resume"
+    if os.environ.get("SLURM_JOB_ID"):
+        return (
+            f"stopped by SIGTERM{where}; checkpoint saved to {path}; a Slurm job restores it "
+            "when it starts again (requeued, or resubmitted with the same default_root_dir)"
+        )
+    kept, skip = [], False
+    for arg in rest:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    resume = " ".join(["python -m mvf_lightning", command, *kept, "--ckpt_path", path])
+    return f"stopped by SIGTERM{where}; checkpoint saved to {path}; resume with: {resume}"
+
+
+def _run_lightning(command: str, rest: list[str]) -> int:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from .faults import remove_empty_log_dirs
+    from .lightning_cli import MVFLightningCLI
+
+    try:
+        MVFLightningCLI(args=[command, *expand_config_args(rest)])
+    except SIGTERMException as e:
+        print(_interrupted(command, rest, e), file=sys.stderr, flush=True)
+        return 143  # 128 + SIGTERM, as a shell reports a process killed by it
+    finally:
+        remove_empty_log_dirs()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _wandb_offline_without_account()
+    offline_without_account()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -102,14 +178,19 @@ def main(argv: list[str] | None = None) -> int:
         if command == "summary":
             return summary(rest)
         if command in LIGHTNING_COMMANDS:
-            from .lightning_cli import MVFLightningCLI
-
-            MVFLightningCLI(args=[command, *expand_config_args(rest)])
-            return 0
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+            return _run_lightning(command, rest)
+    except Exception as e:
         if os.environ.get("MVF_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if is_user_error(e):
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            return 1
+        traceback.print_exc()
+        print(
+            f"error: {command} failed with {type(e).__name__}: {_one_line(e)[:300]} "
+            "(a failure, not a setting; the traceback above shows where)",
+            file=sys.stderr,
+        )
         return 1
     print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

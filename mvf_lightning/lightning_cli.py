@@ -19,8 +19,12 @@ from typing import Any
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from .config_files import config_sources
+from .errors import CheckpointError, ConfigError, MissingFileError
+from .faults import fault_callbacks
 from .module import MVFormerModule
 from .sweep import name_sweep_run
+from .wandb_setup import offline_unless_reachable
 
 _KEY_PATTERNS = (
     re.compile(r'key "([^"]+)"'),
@@ -31,36 +35,84 @@ _KEY_PATTERNS = (
 
 def _known_keys(parser: Any) -> list[str]:
     keys: set[str] = set()
-    for action in parser._actions:
-        for opt in action.option_strings:
-            if opt.startswith("--"):
-                keys.add(opt[2:])
-    with contextlib.suppress(Exception):  # suggestions are best effort
-        keys.update(parser.get_defaults().keys())
+    parsers = [parser]
+    subcommands = getattr(parser, "_subcommands_action", None)
+    if subcommands is not None:
+        parsers += list(subcommands._name_parser_map.values())
+    for p in parsers:
+        for action in p._actions:
+            for opt in action.option_strings:
+                if opt.startswith("--"):
+                    keys.add(opt[2:])
+        with contextlib.suppress(Exception):  # suggestions are best effort
+            keys.update(p.get_defaults().keys())
     return sorted(keys)
+
+
+def _unknown_key(message: str, known: list[str]) -> str | None:
+    for pattern in _KEY_PATTERNS:
+        for key in pattern.findall(message):
+            if key not in known:
+                return key
+    return None
 
 
 def suggest_key(message: str, known: list[str]) -> str | None:
     """The valid key closest to the first unknown key named in a parser error message."""
-    for pattern in _KEY_PATTERNS:
-        for key in pattern.findall(message):
-            if key in known:
-                continue
-            match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            if match:
-                return f'unknown key "{key}": did you mean "{match[0]}"?'
-            return f'unknown key "{key}"'
+    key = _unknown_key(message, known)
+    if key is None:
+        return None
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if match:
+        return f'unknown key "{key}": did you mean "{match[0]}"?'
+    return f'unknown key "{key}"'
+
+
+def _flat_keys(data: Any, prefix: str = "") -> set[str]:
+    if not isinstance(data, dict):
+        return set()
+    keys = set()
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        keys.add(key)
+        keys |= _flat_keys(v, f"{key}.")
+    return keys
+
+
+def config_file_with_key(key: str, files: list[str]) -> str | None:
+    """The last of ``files`` (YAML) that sets ``key`` (dotted), if any."""
+    import yaml
+
+    for path in reversed(files):
+        with contextlib.suppress(Exception), open(path) as f:
+            if key in _flat_keys(yaml.safe_load(f)):
+                return path
     return None
 
 
+def _one_line(message: str, limit: int = 400) -> str:
+    line = "; ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class MVFArgumentParser(LightningArgumentParser):
-    """Argument parser whose errors name the mistyped key and the closest valid one."""
+    """Argument parser whose errors are one line: the mistyped key, the closest valid one and
+    the config file that set it."""
+
+    config_files: list[str] = []
+    """YAML files given with ``--config`` (set by the CLI), searched for a mistyped key."""
 
     def error(self, message: str, ex: Exception | None = None) -> Any:
-        hint = suggest_key(message, _known_keys(self))
-        if hint and hint not in message:
-            message = f"{hint}\n{message}"
-        return super().error(message, ex) if ex is not None else super().error(message)
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            return super().error(message, ex)  # raises ArgumentError for jsonargparse to handle
+        known = _known_keys(self)
+        key = _unknown_key(message, known)
+        line = suggest_key(message, known) or _one_line(message)
+        source = config_file_with_key(key, self.config_files) if key else None
+        if source:
+            line += f" (in {source})"
+        sys.stderr.write(f"error: {line}\n")
+        self.exit(2)
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -106,15 +158,21 @@ class MVFLightningCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True, model_only: bool = False):
         self._model_only = model_only
         self._args = list(args) if args is not None else sys.argv[1:]
+        MVFArgumentParser.config_files = config_sources(list(args or []))
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
         # The frozen backbone is in eval mode on purpose.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
+        # The module seeds each training batch in on_before_batch_transfer on purpose.
+        warnings.filterwarnings(
+            "ignore", message=r".*overridden `on_before_batch_transfer` in `LightningModule`"
+        )
         super().__init__(
             MVFormerModule,
             LightningDataModule,
             subclass_mode_data=True,
             parser_class=MVFArgumentParser,
-            parser_kwargs={"parser_mode": "omegaconf"},
+            # allow_abbrev=False: `--trainer.max_epoch` is a typo, not `max_epochs`.
+            parser_kwargs={"parser_mode": "omegaconf", "allow_abbrev": False},
             save_config_callback=RunConfigSaver,
             auto_configure_optimizers=False,
             args=args,
@@ -135,9 +193,19 @@ class MVFLightningCLI(LightningCLI):
         if not self._model_only:
             parser.link_arguments("data.init_args.num_frames", "model.embedder.num_frames")
 
+    def _parse_ckpt_path(self) -> None:
+        apply_checkpoint_hparams(self, super()._parse_ckpt_path)
+
     def before_instantiate_classes(self) -> None:
         if self.subcommand is not None:  # a W&B sweep run gets a name showing its values
             name_sweep_run(self.config[self.subcommand], self._args)
+        sub = self.config.get("subcommand")
+        trainer_cfg = self.config[sub]["trainer"] if sub else self.config.get("trainer")
+        if trainer_cfg is not None and _uses_wandb(trainer_cfg.get("logger")):
+            offline_unless_reachable(_wandb_save_dir(trainer_cfg.get("logger")))
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+        return super()._instantiate_trainer(config, [*callbacks, *fault_callbacks()])
 
     def instantiate_classes(self) -> None:
         if not self._model_only:
@@ -148,6 +216,116 @@ class MVFLightningCLI(LightningCLI):
         self.model = MVFormerModule(**model_cfg)
         self.datamodule = None
         self.trainer = None
+
+
+# ---------------------------------------------------------------------- faults (helper "faults")
+# Model settings a resumed fit may change: not restored from the checkpoint, no tensor shapes.
+RESUME_COMPATIBLE = ("loss.", "eval_max_frames", "init_from")
+_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    value = _to_plain(value)
+    if not isinstance(value, dict):
+        return {prefix.rstrip("."): value}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _checked_ckpt_path(cli: Any) -> str | None:
+    """The ``--ckpt_path`` of this command if it names a file; a missing file is an error."""
+    sub = cli.config.get("subcommand")
+    path = cli.config[sub].get("ckpt_path") if sub else None
+    if not path or str(path) in _LIGHTNING_CKPT_NAMES or str(path).startswith("registry"):
+        return None
+    if not os.path.isfile(path):
+        raise MissingFileError(f"--ckpt_path: checkpoint not found: {path}")
+    return str(path)
+
+
+def apply_checkpoint_hparams(cli: Any, parse: Any) -> None:
+    """Run Lightning's ``--ckpt_path`` hyperparameter parsing (``parse``) without losing the
+    user's settings silently: a fit refuses model settings that differ from the checkpoint's
+    (naming them), except :data:`RESUME_COMPATIBLE` ones, which keep the user's value;
+    validate/test/predict use the checkpoint's and say so."""
+    path = _checked_ckpt_path(cli)
+    if path is None:
+        return parse()
+    sub = cli.config["subcommand"]
+    before = _flat(cli.config[sub]["model"])
+    try:
+        parse()
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(
+            f"--ckpt_path {path}: not a readable checkpoint (truncated or not a torch file: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
+    if sub == "fit":
+        _check_training_left(cli.config[sub]["trainer"], path)
+    after = _flat(cli.config[sub]["model"])
+    differ = sorted(k for k in set(before) | set(after) if not _same(before.get(k), after.get(k)))
+    keep = [k for k in differ if k.startswith(RESUME_COMPATIBLE)]
+    conflicts = [k for k in differ if k not in keep]
+    for key in keep:
+        cli.config[f"{sub}.model.{key}"] = before[key]
+    if not conflicts:
+        return None
+    if sub != "fit":
+        sys.stderr.write(
+            f"note: using the checkpoint's model settings for {', '.join(conflicts)}\n"
+        )
+        return None
+    detail = ", ".join(
+        f"model.{k}={before.get(k)!r} (checkpoint: {after.get(k)!r})" for k in conflicts[:6]
+    )
+    more = f" and {len(conflicts) - 6} more" if len(conflicts) > 6 else ""
+    raise ConfigError(
+        f"--ckpt_path {path} resumes a run whose model settings differ from this command's: "
+        f"{detail}{more}; resuming keeps the checkpoint's, so drop these settings, or start a "
+        f"new run from its weights with --model.init_from={path}"
+    )
+
+
+def _check_training_left(trainer: Any, path: str) -> None:
+    """A fit resumed from a checkpoint that already reached ``max_epochs`` / ``max_steps``
+    would stop at once and report success: say so instead."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    epochs_done = int(progress.get("current", {}).get("processed", ckpt.get("epoch", 0)))
+    steps_done = int(ckpt.get("global_step", 0))
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    if max_epochs is not None and max_epochs >= 0 and epochs_done >= max_epochs:
+        raise ConfigError(
+            f"--ckpt_path {path} has already trained {epochs_done} epoch(s) and "
+            f"trainer.max_epochs={max_epochs}: nothing left to train; raise trainer.max_epochs"
+        )
+    if max_steps is not None and max_steps > 0 and steps_done >= max_steps:
+        raise ConfigError(
+            f"--ckpt_path {path} has already trained {steps_done} step(s) and "
+            f"trainer.max_steps={max_steps}: nothing left to train; raise trainer.max_steps"
+        )
+
+
+def _uses_wandb(config: Any) -> bool:
+    return "WandbLogger" in str(_to_plain(config))
+
+
+def _wandb_save_dir(config: Any) -> str | None:
+    loggers = _to_plain(config)
+    for logger in map(_to_plain, loggers if isinstance(loggers, list) else [loggers]):
+        if isinstance(logger, dict) and "WandbLogger" in str(logger.get("class_path")):
+            return (logger.get("init_args") or {}).get("save_dir")
+    return None
 
 
 def _to_plain(value: Any) -> Any:

@@ -12,7 +12,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from .errors import CheckpointError, MissingFileError
 from .evaluation.windows import equal_windows
+from .exact_resume import continue_data_order, seed_training_batch
 from .losses import SequenceLoss, build_loss
 from .models.backbone import BackboneConfig
 from .models.cached_backbone import CachedBackbone, FeatureCacheConfig
@@ -136,8 +138,9 @@ class MVFormerModule(pl.LightningModule):
             scheduler: per-epoch cosine (the reference's) or warm-up and per-step cosine.
             init_from: checkpoint of another run whose trainable weights start this one (no
                 optimiser state), e.g. Kinetics-400 pretraining before Penn Action.
-            step_seed: reseed torch's RNG from (seed, step, rank) before each training step so
-                that a resumed run repeats an uninterrupted one exactly; ``None`` disables it.
+            step_seed: reseed torch's RNG from (seed, epoch, batch, rank) before each training
+                batch is augmented, so that a resumed run repeats an uninterrupted one exactly;
+                ``None`` disables it.
             eval_max_frames: longest sequence embedded in one pass during evaluation; longer
                 videos are cut into equal windows.
             max_nonfinite_steps: a step whose loss is NaN or infinite is skipped (no update,
@@ -202,11 +205,27 @@ class MVFormerModule(pl.LightningModule):
         """``frames [B, T, 3, H, W]`` -> L2-normalised frame embeddings ``[B, T, E]``."""
         return MVFormer.normalize(self.model(frames, valid)["embeddings"])
 
+    # ------------------------------------------------------------------ exact resume
+    def on_train_start(self) -> None:
+        continue_data_order(self.trainer)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Before the DataModule augments the batch on the device: augmentation and dropout of
+        # each training batch then depend only on its position, so a resumed fit repeats.
+        if self.step_seed is not None and self._trainer is not None and self.trainer.training:
+            seed_training_batch(self.trainer, self.step_seed, self.global_rank)
+            self._batch_seeded = True
+        return batch
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.step_seed is not None:
-            world = self.trainer.world_size if self._trainer is not None else 1
-            rank = self.global_rank
-            torch.manual_seed(self.step_seed * 1_000_003 + self.global_step * world + rank)
+        if (
+            self.step_seed is not None
+            and self._trainer is not None
+            and not getattr(self, "_batch_seeded", False)
+        ):
+            # A DataModule's own on_before_batch_transfer replaced ours: seed before the step.
+            seed_training_batch(self.trainer, self.step_seed, self.global_rank)
+        self._batch_seeded = False
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         frames, masks = batch["frames"], batch["masks"]
@@ -403,7 +422,7 @@ class MVFormerModule(pl.LightningModule):
                     f"{len(wrong)} with other shapes (e.g. {k}: checkpoint "
                     f"{tuple(theirs[k].shape)}, model {tuple(own[k].shape)})"
                 )
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {source} was made by a different architecture than the configured "
                 f"model: tensors " + "; ".join(parts)
             )
@@ -411,10 +430,10 @@ class MVFormerModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("mvf_lightning")
         if meta is None:
-            raise ValueError("not an mvf_lightning checkpoint (no 'mvf_lightning' entry)")
+            raise CheckpointError("not an mvf_lightning checkpoint (no 'mvf_lightning' entry)")
         theirs = meta.get("backbone", {})
         if theirs.get("name") != self.backbone_config.name:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint was trained on backbone {theirs.get('name')!r} but the model is "
                 f"configured with {self.backbone_config.name!r}"
             )
@@ -436,10 +455,16 @@ class MVFormerModule(pl.LightningModule):
         """Start from another run's trainable weights (no optimiser, schedule or epoch)."""
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"model.init_from: checkpoint not found: {path}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            raise MissingFileError(f"model.init_from: checkpoint not found: {path}")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError) as e:
+            raise CheckpointError(
+                f"model.init_from: {path} is not a readable checkpoint (truncated or not a torch "
+                f"file: {str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-            raise ValueError(f"model.init_from: {path} is not a Lightning checkpoint")
+            raise CheckpointError(f"model.init_from: {path} is not a Lightning checkpoint")
         frozen = self._frozen_keys()
         state = {k: v for k, v in ckpt["state_dict"].items() if k not in frozen}
         self._check_compatible(state, str(path))

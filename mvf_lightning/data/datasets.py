@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 from torch.utils.data._utils.collate import default_collate
 
+from ..errors import MVFError
 from .decode import VideoDecodeError, VideoFile
 from .index import VideoIndex, VideoRecord, resample_labels
 from .sampling import StrideSampler, TimeAugmentSampler
@@ -42,6 +44,7 @@ __all__ = [
     "VideoDataset",
     "collate_eval",
     "collate_train",
+    "worker_leaves_sigterm_to_main",
 ]
 
 
@@ -291,6 +294,7 @@ class EpochSeededSampler(DistributedSampler):
     keeps it. :meth:`set_epoch` (called by Lightning each epoch) also sets
     ``dataset.epoch``; the epoch also travels with every index so that workers that were
     forked earlier (``persistent_workers``) still seed items with the right epoch.
+    :meth:`resume_at` continues an epoch part-way: the next pass skips the items already seen.
     """
 
     def __init__(
@@ -310,18 +314,36 @@ class EpochSeededSampler(DistributedSampler):
             seed=seed,
             drop_last=drop_last,
         )
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         if hasattr(self.dataset, "epoch"):
             self.dataset.epoch = int(epoch)
 
+    def resume_at(self, epoch: int, seen: int) -> None:
+        """Make the next pass the rest of ``epoch``: its first ``seen`` items (of this rank's
+        shard) are skipped once; later passes are whole epochs again."""
+        if not 0 <= seen <= self.num_samples:
+            raise ValueError(f"cannot skip {seen} items of an epoch of {self.num_samples}")
+        self.set_epoch(epoch)
+        self._skip = int(seen)
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        return ((int(i), epoch) for i in super().__iter__())
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
+        order = list(super().__iter__())[skip:]
+        return ((int(i), epoch) for i in order)
 
 
-class TooManyBrokenVideosError(RuntimeError):
+def worker_leaves_sigterm_to_main(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGTERM, so a SIGTERM sent to the whole
+    process group (as Slurm does) reaches the main process alone, which checkpoints and then
+    stops its workers; a worker killed by it would abort the step with a worker error."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class TooManyBrokenVideosError(MVFError, RuntimeError):
     """More training videos are unreadable than the configured tolerance allows."""
 
 

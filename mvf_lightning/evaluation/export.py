@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..utils.npy import load_npy
 from .protocol import EvalProtocol, VideoEmbedding
 
 EXPORT_FORMAT = "mvf_lightning.embeddings"
@@ -248,9 +249,10 @@ def _member(root: Path, name: object, index_path: Path, where: str) -> Path:
 
 def _load(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return load_npy(path, "embedding array")
     except (OSError, ValueError) as e:
-        raise EmbeddingExportError(f"{path}: cannot read as a .npy array: {e}") from e
+        detail = str(e).removeprefix(f"{path}: ")
+        raise EmbeddingExportError(f"{path}: cannot read as a .npy array: {detail}") from e
 
 
 def _read_index(root: Path) -> tuple[Path, dict[str, Any]]:

@@ -44,6 +44,8 @@ from mvf_lightning.prepare.common import (
 from mvf_lightning.prepare.media import reusable_output
 from mvf_lightning.prepare.safe_pickle import load_trusted_pickle
 
+from ..utils.npy import load_npy
+
 DATASET = "penn_action"
 FPS = 30.0
 SPLITS = ("train", "val")
@@ -87,8 +89,8 @@ def _mat_facts(mat_path: Path) -> tuple[str, int | None]:
 
 def _read_labels(npy: Path) -> np.ndarray:
     try:
-        arr = np.load(npy, allow_pickle=False)
-    except Exception as e:
+        arr = load_npy(npy, "label array")
+    except (OSError, ValueError) as e:
         raise PrepareError(f"{npy}: not a readable .npy label file ({e})") from e
     arr = np.asarray(arr).reshape(-1) if arr.ndim == 2 and 1 in arr.shape else np.asarray(arr)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):

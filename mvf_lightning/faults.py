@@ -1,0 +1,100 @@
+"""What a fit leaves behind when it stops early.
+
+* :class:`SigtermCheckpoint`: on SIGTERM (what schedulers send before a kill) Lightning stops
+  the loops with :class:`SIGTERMException`; this saves a resumable checkpoint of the position
+  reached and records where, so the CLI exits non-zero with a line saying how to resume.
+  Under Slurm the checkpoint is Lightning's own HPC checkpoint (``hpc_ckpt_<n>.ckpt`` in the
+  root dir), which a requeued job restores by itself.
+* :class:`NoEmptyLogDir`: a fit that fails before its first training step removes the log
+  folder (``version_N``) it had just created, if nothing but the run's config is in it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+__all__ = [
+    "INTERRUPTED_CHECKPOINT",
+    "NoEmptyLogDir",
+    "SigtermCheckpoint",
+    "fault_callbacks",
+    "remove_empty_log_dirs",
+]
+
+INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
+_RUN_FILES = {"config.yaml", "hparams.yaml"}
+
+
+def _checkpoint_dir(trainer: Any) -> str:
+    callback = trainer.checkpoint_callback
+    dirpath = getattr(callback, "dirpath", None)
+    return str(dirpath) if dirpath else os.path.join(trainer.default_root_dir, "checkpoints")
+
+
+class SigtermCheckpoint(Callback):
+    """Saves a resumable checkpoint when Lightning stops a fit on SIGTERM.
+
+    The path is attached to the exception as ``checkpoint_path`` (None if training had not
+    started: there is nothing to resume then).
+    """
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        exception.checkpoint_path = None
+        exception.position = (trainer.current_epoch, trainer.global_step)
+        if trainer.state.fn != "fit" or trainer.global_step == 0:
+            return
+        if SLURMEnvironment.detect():
+            path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        else:
+            path = os.path.join(_checkpoint_dir(trainer), INTERRUPTED_CHECKPOINT)
+        trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
+        exception.checkpoint_path = path
+
+
+class NoEmptyLogDir(Callback):
+    """Notes the logger's folders when a fit fails before its first training step;
+    :func:`remove_empty_log_dirs` (called by the CLI once the loggers have closed) removes
+    those that hold nothing but the run's config and hyperparameters."""
+
+    pending: list[str] = []
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if trainer.global_step > 0 or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            log_dir = getattr(logger, "log_dir", None)
+            if log_dir and os.path.isdir(log_dir):
+                NoEmptyLogDir.pending.append(str(log_dir))
+
+
+def _only_run_files(folder: str) -> bool:
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        run_file = name in _RUN_FILES or (name.startswith("config_") and name.endswith(".yaml"))
+        if not (run_file and os.path.isfile(path)):
+            return False
+    return True
+
+
+def remove_empty_log_dirs() -> list[str]:
+    """Remove the folders :class:`NoEmptyLogDir` noted, if still free of results."""
+    removed = []
+    while NoEmptyLogDir.pending:
+        folder = NoEmptyLogDir.pending.pop()
+        if os.path.isdir(folder) and _only_run_files(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def fault_callbacks() -> list[Callback]:
+    """The callbacks every fit gets from the CLI."""
+    return [SigtermCheckpoint(), NoEmptyLogDir()]

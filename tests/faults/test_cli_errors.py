@@ -1,0 +1,195 @@
+"""User mistakes end in one line naming the setting (and file); failures keep a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from tests.cli_helpers import ROOT
+
+pytestmark = pytest.mark.faults
+
+DEMO = str(ROOT / "configs" / "demo.yaml")
+
+
+def _main(monkeypatch, tmp_path, args: list[str]) -> int:
+    from mvf_lightning.cli import main
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("MVF_LIGHTNING_DEMO_ROOT", str(tmp_path / "demo_root"))
+    monkeypatch.delenv("MVF_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        return main(args)
+    except SystemExit as e:
+        return e.code
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_yaml_typo_names_the_closest_key_and_the_file(monkeypatch, tmp_path, capsys):
+    typo = tmp_path / "mine.yaml"
+    typo.write_text("model:\n  embeder:\n    num_tokens: 4\n")
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO, "--config", str(typo)])
+    assert code not in (0, None)
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    assert 'did you mean "model.embedder.num_tokens"' in lines[0]
+    assert str(typo.resolve()) in lines[0]
+
+
+def test_yaml_typo_in_an_inheriting_file_names_that_file(monkeypatch, tmp_path, capsys):
+    base = tmp_path / "base.yaml"
+    base.write_text(f"inherit: {DEMO}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("inherit: base.yaml\ntrainer:\n  max_epoch: 3\n")
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", str(child)])
+    assert code not in (0, None)
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    assert 'did you mean "trainer.max_epochs"' in lines[0] and str(child.resolve()) in lines[0]
+
+
+def test_command_line_typo_is_one_line(monkeypatch, tmp_path, capsys):
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO, "--model.embeder.num_tokens=4"])
+    assert code not in (0, None)
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and 'did you mean "model.embedder.num_tokens"' in lines[0], lines
+
+
+def test_abbreviated_option_is_rejected(monkeypatch, tmp_path, capsys):
+    code = _main(
+        monkeypatch, tmp_path, ["fit", "--config", DEMO, "--trainer.max_epoch=3", "--print_config"]
+    )
+    captured = capsys.readouterr()
+    assert code not in (0, None), captured.out[-500:]
+    assert "max_epochs: 3" not in captured.out
+    assert 'did you mean "trainer.max_epochs"' in captured.err
+
+
+def test_missing_checkpoint_is_one_line(monkeypatch, tmp_path, capsys):
+    missing = tmp_path / "nope.ckpt"
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO, "--ckpt_path", str(missing)])
+    assert code == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert lines == [f"error: --ckpt_path: checkpoint not found: {missing}"]
+
+
+def test_truncated_checkpoint_names_the_file(monkeypatch, tmp_path, capsys):
+    import torch
+
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {}}, good)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    code = _main(monkeypatch, tmp_path, ["validate", "--config", DEMO, "--ckpt_path", str(bad)])
+    assert code == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(bad) in lines[0] and "not a readable checkpoint" in lines[0]
+
+
+def test_random_bytes_npy_does_not_suggest_allow_pickle(tmp_path):
+    from mvf_lightning.errors import DataError
+    from mvf_lightning.evaluation.export import EmbeddingExportError, _load
+    from mvf_lightning.utils.npy import load_npy
+
+    junk = tmp_path / "junk.npy"
+    junk.write_bytes(np.random.default_rng(0).bytes(512))
+    with pytest.raises(DataError) as info:
+        load_npy(junk, "label array")
+    assert str(junk) in str(info.value) and "not a .npy file" in str(info.value)
+    assert "allow_pickle" not in str(info.value)
+    with pytest.raises(EmbeddingExportError) as info:
+        _load(junk)
+    assert "allow_pickle" not in str(info.value) and str(junk) in str(info.value)
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="Python objects") as info:
+        load_npy(objects)
+    assert "allow_pickle" not in str(info.value)
+
+
+def test_penn_action_labels_of_random_bytes_do_not_suggest_allow_pickle(tmp_path):
+    from mvf_lightning.prepare.common import PrepareError
+    from mvf_lightning.prepare.penn_action import _read_labels
+
+    junk = tmp_path / "0001.npy"
+    junk.write_bytes(b"\x00garbage" * 40)
+    with pytest.raises(PrepareError) as info:
+        _read_labels(junk)
+    assert "allow_pickle" not in str(info.value) and str(junk) in str(info.value)
+
+
+def _raise_in(module_file: str, error: BaseException) -> BaseException:
+    code = compile("raise error", module_file, "exec")
+    try:
+        exec(code, {"error": error})
+    except BaseException as e:
+        return e
+    raise AssertionError("did not raise")
+
+
+def test_user_errors_and_failures_are_told_apart():
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    import mvf_lightning.data.index as ours
+    from mvf_lightning.cli import is_user_error
+    from mvf_lightning.errors import ConfigError
+
+    assert is_user_error(ConfigError("model.x: bad"))
+    assert is_user_error(MisconfigurationException("max_epochs"))
+    assert is_user_error(_raise_in(ours.__file__, ValueError("bad index")))
+    assert not is_user_error(_raise_in(torch_file(), ValueError("shape mismatch in torch")))
+    oom = _raise_in(ours.__file__, __import__("torch").OutOfMemoryError("CUDA out of memory"))
+    assert not is_user_error(oom)
+    assert not is_user_error(_raise_in(torch_file(), RuntimeError("NCCL error: unhandled")))
+
+
+def torch_file() -> str:
+    import torch.nn.functional
+
+    return torch.nn.functional.__file__
+
+
+def test_runtime_failure_keeps_its_traceback_and_a_summary(monkeypatch, tmp_path, capsys):
+    import mvf_lightning.cli as cli
+
+    def fail(command, rest):
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "_run_lightning", fail)
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    last = _error_lines(err)[-1]
+    assert last.startswith("error: fit failed with OutOfMemoryError: CUDA out of memory")
+
+
+def test_misconfiguration_is_one_line(monkeypatch, tmp_path, capsys):
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    import mvf_lightning.cli as cli
+
+    def fail(command, rest):
+        raise MisconfigurationException(
+            "Cannot use `LearningRateMonitor` callback with `Trainer` that has no logger."
+        )
+
+    monkeypatch.setattr(cli, "_run_lightning", fail)
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO])
+    assert code == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert lines == [
+        "error: Cannot use `LearningRateMonitor` callback with `Trainer` that has no logger."
+    ]
+
+
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("POSIX only", allow_module_level=True)
