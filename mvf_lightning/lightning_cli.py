@@ -20,6 +20,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from .module import MVFormerModule
+from .runs import add_run_arguments, start_run_from_config
 from .sweep import name_sweep_run
 
 _KEY_PATTERNS = (
@@ -132,8 +133,16 @@ class MVFLightningCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        add_run_arguments(parser)  # --run_name / --resume / --runs_dir (runs.py)
         if not self._model_only:
             parser.link_arguments("data.init_args.num_frames", "model.embedder.num_frames")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # Run identity (runs.py): a fit with a run name continues that run's newest checkpoint
+        # through `ckpt_path`, so Lightning restores it like a user-given one.
+        if self.config.get("subcommand") == "fit":
+            self.run_identity = start_run_from_config(self.config["fit"])
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand is not None:  # a W&B sweep run gets a name showing its values
