@@ -27,7 +27,7 @@ from .utils.atomic import atomic_path
 
 RUN_FILE = "run.json"
 CHECKPOINT_DIRNAME = "checkpoints"
-RESUME_CHOICES = ("auto", "never")
+RESUME_CHOICES = ("auto",)
 _HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]*$")
 
@@ -131,7 +131,7 @@ def start_run(
     says what to do, so nothing is trained over by accident. Global rank 0 records the attempt.
     """
     if resume not in (None, *RESUME_CHOICES):
-        raise RunError(f"--resume {resume!r}: expected one of {', '.join(RESUME_CHOICES)}")
+        raise RunError(f"--resume {resume!r}: expected auto (continue from the newest checkpoint)")
     job = slurm_job_name()
     name = run_name or job
     if name is None:
@@ -144,7 +144,7 @@ def start_run(
         )
     run_dir = Path(runs_dir) / name
     rank = global_rank() if rank is None else rank
-    auto = resume == "auto" or (resume is None and job is not None)
+    auto = resume == "auto" or job is not None
 
     folders = checkpoint_dirs(run_dir) if checkpoint_dirs else [run_dir / CHECKPOINT_DIRNAME]
     newest = newest_checkpoint(run_dir, folders)
@@ -152,7 +152,7 @@ def start_run(
     if newest is not None and not explicit_ckpt:
         if auto:
             resume_from = newest
-        elif resume is None:
+        else:
             raise RunError(
                 f"run {name!r} already has checkpoints in {run_dir}: add --resume auto to "
                 "continue it, or choose another --run_name"
@@ -276,17 +276,15 @@ def apply_run(config: Any, run: Run) -> None:
 
 def add_run_arguments(parser: Any) -> None:
     """``--run_name``, ``--resume`` and ``--runs_dir`` on a LightningCLI subcommand parser."""
-    from typing import Optional
-
     parser.add_argument(
-        "--run_name", type=Optional[str], default=None,
+        "--run_name", type=str | None, default=None,
         help="Name of the run: its folder is <runs_dir>/<run_name>; under Slurm the job id by "
         "default. Starting a run that exists continues it (under Slurm, or with --resume auto).",
     )
     parser.add_argument(
-        "--resume", type=Optional[str], default=None,
-        help="auto: continue the run from its newest checkpoint if it has one; never: refuse "
-        "to continue. Default: auto under Slurm, else refuse an existing run with checkpoints.",
+        "--resume", type=str | None, default=None,
+        help="auto: continue the run from its newest checkpoint if it has one (always so "
+        "under Slurm). Without it, a run that already has checkpoints is refused.",
     )
     parser.add_argument(
         "--runs_dir", type=str, default="runs", help="Folder that holds one folder per run."

@@ -17,7 +17,6 @@ from tests.slurm.jobs import (
     DEMO_CONFIG,
     job_env,
     job_log,
-    job_state,
     readable_checkpoint,
     run_config,
     sbatch,
