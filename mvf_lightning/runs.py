@@ -125,7 +125,8 @@ def start_run(
 ) -> Run | None:
     """Resolve the run of this ``fit``: name, directory, W&B id and checkpoint to resume from.
 
-    No run (None) outside Slurm without ``--run_name``. Under Slurm, or with
+    The name is ``run_name``, else under Slurm the job id (the sweep agent's ``WANDB_RUN_ID``
+    for a sweep run); no run (None) outside Slurm without ``--run_name``. Under Slurm, or with
     ``--resume auto``, an existing run continues from its newest checkpoint; outside Slurm a
     run that already has checkpoints is refused unless ``--resume auto`` (or ``--ckpt_path``)
     says what to do, so nothing is trained over by accident. Global rank 0 records the attempt.
@@ -133,7 +134,9 @@ def start_run(
     if resume not in (None, *RESUME_CHOICES):
         raise RunError(f"--resume {resume!r}: expected auto (continue from the newest checkpoint)")
     job = slurm_job_name()
-    name = run_name or job
+    # Under Slurm a run is the job, except for the runs of a W&B sweep agent (several per
+    # job, each with the WANDB_RUN_ID the agent sets): each is its own run.
+    name = run_name or (job and os.environ.get("WANDB_RUN_ID")) or job
     if name is None:
         if resume == "auto":
             raise RunError("--resume auto needs --run_name NAME (the run to continue)")

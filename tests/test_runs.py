@@ -84,6 +84,9 @@ def test_slurm_job_id_names_the_run_and_resumes_by_default(tmp_path, monkeypatch
     assert start_run(None, None, tmp_path, rank=0).resume_from == hpc
     attempt = json.loads((run.dir / "run.json").read_text())["attempts"][-1]
     assert (attempt["slurm_job_id"], attempt["slurm_restart_count"]) == ("4242", 1)
+    monkeypatch.setenv("WANDB_RUN_ID", "trial5")  # a sweep agent's run: one run per trial
+    assert start_run(None, None, tmp_path, rank=0).name == "trial5"
+    monkeypatch.delenv("WANDB_RUN_ID")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "7")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     assert start_run(None, None, tmp_path, rank=0).name == "7_3"
@@ -133,3 +136,19 @@ def test_apply_run_points_loggers_checkpoints_and_resume_at_the_run(tmp_path):
     assert config.trainer.callbacks[0].init_args.dirpath == str(tmp_path / "r" / "checkpoints")
     assert config.trainer.callbacks[1].init_args.dirpath == "mine"  # the user's choice stays
     assert config.ckpt_path == str(tmp_path / "r" / "checkpoints" / "last.ckpt")
+
+
+def test_requeue_can_be_turned_off_from_the_command_line(tmp_path):
+    """The README's switch: Lightning's SLURMEnvironment without automatic requeue."""
+    from mvf_lightning.lightning_cli import MVFLightningCLI
+    from tests.cli_helpers import ROOT, tiny_override
+
+    override = tiny_override(tmp_path, tmp_path / "demo", tmp_path / "ckpt", tmp_path / "logs")
+    cli = MVFLightningCLI(
+        args=["--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(override),
+              "--trainer.plugins=lightning.pytorch.plugins.environments.SLURMEnvironment",
+              "--trainer.plugins.auto_requeue=false"],
+        run=False,
+    )
+    environment = cli.trainer._accelerator_connector.cluster_environment
+    assert type(environment).__name__ == "SLURMEnvironment" and environment.auto_requeue is False
