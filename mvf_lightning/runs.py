@@ -7,6 +7,10 @@ the loggers' files and ``run.json`` (the W&B run id and one line per attempt). S
 same run again continues from the newest readable checkpoint through Lightning's own
 ``ckpt_path`` and logs into the same W&B run (``WandbLogger(id=..., resume="allow")``).
 Launch, rank discovery, the HPC checkpoint and the requeue itself stay Lightning's and Slurm's.
+The one choice made here is which checkpoint: left alone, Lightning 2.6 restores
+``hpc_ckpt_<max>`` from ``default_root_dir`` under Slurm even when a later ``last.ckpt`` exists,
+and nothing after a node failure or a kill (no HPC checkpoint then), so ``ckpt_path`` is set
+to the newest readable one of both kinds.
 """
 
 from __future__ import annotations
