@@ -27,12 +27,14 @@ def run_config(
     validate: bool = True,
     wandb: bool = False,
     step_seconds: float = 0.0,
+    num_workers: int = 0,
 ) -> Path:
     """The tiny demo override without any folder of its own: the run (runs.py) places the
     checkpoints and logs. A CSV logger always (metrics tables to read back), W&B offline if
     asked, optionally slow steps so a test can signal between checkpoints."""
     path = tiny_override(tmp, demo_root, tmp / "unused", tmp / "unused")
     config = yaml.safe_load(path.read_text())
+    config["data"]["init_args"]["num_workers"] = num_workers
     trainer = config["trainer"]
     del trainer["default_root_dir"]
     trainer.update(max_epochs=max_epochs, limit_train_batches=train_batches, log_every_n_steps=1)
