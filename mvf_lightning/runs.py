@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
+
 from .utils.atomic import atomic_path
 
 RUN_FILE = "run.json"
@@ -207,6 +209,34 @@ def start_run(
     return Run(name=name, dir=run_dir, wandb_id=wandb_id, resume_from=resume_from)
 
 
+class RedoInterruptedValidation(Callback):
+    """Resuming from a checkpoint written during a validation (an HPC checkpoint when the
+    requeue signal arrives then) redoes that validation from its first video.
+
+    Lightning would continue it from the next batch, but the alignment metrics need every
+    video of the evaluation at once: only the loop's current-run counters are rewound.
+    """
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        progress = fit_loop.get("epoch_loop.val_loop.batch_progress")
+        if progress and _interrupted(progress):
+            progress["current"] = dict.fromkeys(progress["current"], 0)
+            progress["is_last_batch"] = False
+
+
+def _interrupted(progress: dict) -> bool:
+    """Lightning's own test for a checkpoint saved in the middle of an evaluation step."""
+    total = progress.get("total", {})
+    started, processed = total.get("started", 0), total.get("processed", 0)
+    return (
+        started > 0
+        and started == total.get("ready")
+        and processed == started - 1
+        and total.get("completed") == processed
+    )
+
+
 # --- applying a run to a parsed LightningCLI ``fit`` config ---------------------------------
 
 
@@ -272,6 +302,7 @@ def apply_run(config: Any, run: Run) -> None:
     """Point a parsed ``fit`` config at the run: its directory for the trainer's root (where
     Lightning writes and finds HPC checkpoints), the loggers and ``ModelCheckpoint`` folders
     left unset, the W&B id with ``resume="allow"``, and ``ckpt_path`` to resume from."""
+    from jsonargparse import Namespace
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import WandbLogger
 
@@ -299,6 +330,9 @@ def apply_run(config: Any, run: Run) -> None:
                 _set(args, "dirpath", str(run.dir / CHECKPOINT_DIRNAME))
     if run.resume_from is not None:
         _set(config, "ckpt_path", str(run.resume_from))
+        callbacks = _get(trainer, "callbacks")
+        redo = Namespace(class_path=f"{__name__}.RedoInterruptedValidation")
+        _set(trainer, "callbacks", [*_entries(callbacks), redo])
 
 
 def add_run_arguments(parser: Any) -> None:

@@ -28,6 +28,8 @@ def run_config(
     wandb: bool = False,
     step_seconds: float = 0.0,
     num_workers: int = 0,
+    validation_seconds: float = 0.0,
+    monitor: str | None = None,
 ) -> Path:
     """The tiny demo override without any folder of its own: the run (runs.py) places the
     checkpoints and logs. A CSV logger always (metrics tables to read back), W&B offline if
@@ -44,15 +46,20 @@ def run_config(
         loggers.append({"class_path": "lightning.pytorch.loggers.WandbLogger",
                         "init_args": {"project": "mvf-test", "offline": True}})
     trainer["logger"] = loggers
+    checkpoint = {"save_last": True}
+    if monitor:
+        checkpoint.update(monitor=monitor, mode="max")
     callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                  "init_args": {"save_last": True}}]
+                  "init_args": checkpoint}]
     if validate:
         callbacks.insert(0, {"class_path": "mvf_lightning.evaluation.callback.AlignmentEvaluation"})
     else:
         trainer["limit_val_batches"] = 0
-    if step_seconds:
+    if step_seconds or validation_seconds:
+        slow = {"seconds": step_seconds, "validation_seconds": validation_seconds,
+                "marker_dir": str(tmp)}
         callbacks.append({"class_path": "tests.slurm.slow_steps.SlowTrainingSteps",
-                          "init_args": {"seconds": step_seconds}})
+                          "init_args": slow})
     trainer["callbacks"] = callbacks
     path = tmp / "run.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

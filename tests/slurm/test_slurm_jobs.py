@@ -9,6 +9,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -128,3 +129,40 @@ def test_signalled_job_checkpoints_requeues_and_resumes_the_same_run(
     # Both attempts logged into one W&B run.
     assert wandb_run_ids(run_dir) == [record["wandb_id"]] * 2
 
+
+
+def test_job_signalled_during_validation_redoes_that_validation(slurm_conf, demo_root, tmp_path):
+    """The HPC checkpoint of a signal that arrives mid-validation: the resumed job evaluates
+    every video again (the metrics need them all) instead of only the ones left."""
+    env = template_env(tmp_path, slurm_conf)
+    monitor = "val/demo/mean/kendalls_tau"
+    config = run_config(tmp_path, demo_root, max_epochs=1, validation_seconds=2.0,
+                        monitor=monitor)
+    job = sbatch("multi_node.sbatch", tmp_path, env, "--config", str(config),
+                 options=("--nodes=2", "--ntasks-per-node=1"))
+    try:
+        wait_for(lambda: (tmp_path / "validating-0").exists(), 600, "the validation to start")
+    except TimeoutError:
+        subprocess.run(["scancel", job], env=env, check=False)
+        raise
+    time.sleep(3)  # inside the validation (6 videos per rank, 2 s each)
+    subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True)
+    state = wait_for_job_end(job, env, timeout=900)
+    log = job_log(tmp_path, job)
+    assert (state["JobState"], state["ExitCode"], state["Restarts"]) == ("COMPLETED", "0:0", "1"), (
+        log[-4000:]
+    )
+    run_dir = tmp_path / "runs" / job
+    hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)
+    progress = hpc["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]["total"]
+    assert 0 < progress["completed"] < 6, "the signal did not arrive inside the validation"
+    # The second attempt logged the full validation of epoch 0 (the monitored metric exists:
+    # ModelCheckpoint would stop the job otherwise), equal to one process on the final weights.
+    second = version_metrics(run_dir / "csv" / "version_1")
+    assert [e for e, _ in second[monitor]] == [0]
+    run_cli(tmp_path, "validate", "--config", str(DEMO_CONFIG), "--config", str(config),
+            "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.devices=1",
+            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+            f"--trainer.logger.save_dir={tmp_path / 'one'}")
+    one = last_values(read_metrics(tmp_path / "one" / "lightning_logs"), "val/")
+    assert second[monitor][0][1] == pytest.approx(one[monitor], abs=1e-6)
