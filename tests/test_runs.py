@@ -12,6 +12,7 @@ import torch
 from jsonargparse import Namespace
 
 from mvf_lightning.runs import (
+    RedoInterruptedValidation,
     RunError,
     apply_run,
     newest_checkpoint,
@@ -136,6 +137,28 @@ def test_apply_run_points_loggers_checkpoints_and_resume_at_the_run(tmp_path):
     assert config.trainer.callbacks[0].init_args.dirpath == str(tmp_path / "r" / "checkpoints")
     assert config.trainer.callbacks[1].init_args.dirpath == "mine"  # the user's choice stays
     assert config.ckpt_path == str(tmp_path / "r" / "checkpoints" / "last.ckpt")
+    # A resumed run redoes a validation its checkpoint interrupted.
+    assert config.trainer.callbacks[-1].class_path == "mvf_lightning.runs.RedoInterruptedValidation"
+
+
+def val_progress(ready, started, processed, completed):
+    counts = dict(ready=ready, started=started, processed=processed, completed=completed)
+    return {"total": dict(counts), "current": dict(counts), "is_last_batch": False}
+
+
+def test_validation_interrupted_by_a_checkpoint_is_redone_from_its_first_video():
+    key = "epoch_loop.val_loop.batch_progress"
+    mid = {"loops": {"fit_loop": {key: val_progress(18, 18, 17, 17)}}}
+    RedoInterruptedValidation().on_load_checkpoint(None, None, mid)
+    progress = mid["loops"]["fit_loop"][key]
+    assert progress["current"] == dict(ready=0, started=0, processed=0, completed=0)
+    assert progress["total"] == dict(ready=18, started=18, processed=17, completed=17)
+    # A checkpoint from outside a validation (end of one, or training) is left as it is.
+    for counts in [(18, 18, 18, 18), (0, 0, 0, 0)]:
+        done = {"loops": {"fit_loop": {key: val_progress(*counts)}}}
+        RedoInterruptedValidation().on_load_checkpoint(None, None, done)
+        assert done["loops"]["fit_loop"][key] == val_progress(*counts)
+    RedoInterruptedValidation().on_load_checkpoint(None, None, {})  # no loops: nothing to do
 
 
 def test_requeue_can_be_turned_off_from_the_command_line(tmp_path):
