@@ -149,8 +149,8 @@ def start_run(
 ) -> Run | None:
     """Resolve the run of this ``fit``: name, directory, W&B id and checkpoint to resume from.
 
-    The name is ``run_name``, else under Slurm the job id (the sweep agent's ``WANDB_RUN_ID``
-    for a sweep run); no run (None) outside Slurm without ``--run_name``. Under Slurm, or with
+    The name is ``run_name``, else under Slurm the job id (not for the runs of a W&B sweep
+    agent: several per job); no run (None) without either. Under Slurm, or with
     ``--resume auto``, an existing run continues from its newest checkpoint; outside Slurm a
     run that already has checkpoints is refused unless ``--resume auto`` (or ``--ckpt_path``)
     says what to do, so nothing is trained over by accident. Global rank 0 records the attempt.
@@ -160,9 +160,9 @@ def start_run(
     job = slurm_job_name()
     if job is not None:
         ignore_requeue_signal_in_forks()
-    # Under Slurm a run is the job, except for the runs of a W&B sweep agent (several per
-    # job, each with the WANDB_RUN_ID the agent sets): each is its own run.
-    name = run_name or (job and os.environ.get("WANDB_RUN_ID")) or job
+        if os.environ.get("WANDB_SWEEP_ID"):
+            job = None  # a sweep agent's runs (several per job) are the agent's, not the job's
+    name = run_name or job
     if name is None:
         if resume == "auto":
             raise RunError("--resume auto needs --run_name NAME (the run to continue)")

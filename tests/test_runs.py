@@ -25,7 +25,7 @@ SLURM_JOB = {"SLURM_NTASKS": "2", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "42
 @pytest.fixture(autouse=True)
 def no_slurm_or_sweep(monkeypatch):
     for key in list(os.environ):
-        if key.startswith("SLURM_") or key == "WANDB_RUN_ID":
+        if key.startswith("SLURM_") or key in ("WANDB_RUN_ID", "WANDB_SWEEP_ID"):
             monkeypatch.delenv(key)
 
 
@@ -85,9 +85,10 @@ def test_slurm_job_id_names_the_run_and_resumes_by_default(tmp_path, monkeypatch
     assert start_run(None, None, tmp_path, rank=0).resume_from == hpc
     attempt = json.loads((run.dir / "run.json").read_text())["attempts"][-1]
     assert (attempt["slurm_job_id"], attempt["slurm_restart_count"]) == ("4242", 1)
-    monkeypatch.setenv("WANDB_RUN_ID", "trial5")  # a sweep agent's run: one run per trial
-    assert start_run(None, None, tmp_path, rank=0).name == "trial5"
-    monkeypatch.delenv("WANDB_RUN_ID")
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sw1")  # a sweep agent's runs: several per job
+    assert start_run(None, None, tmp_path, rank=0) is None
+    assert start_run("trial5", None, tmp_path, rank=0).name == "trial5"
+    monkeypatch.delenv("WANDB_SWEEP_ID")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "7")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     assert start_run(None, None, tmp_path, rank=0).name == "7_3"
