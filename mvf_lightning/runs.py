@@ -213,28 +213,30 @@ class RedoInterruptedValidation(Callback):
     """Resuming from a checkpoint written during a validation (an HPC checkpoint when the
     requeue signal arrives then) redoes that validation from its first video.
 
-    Lightning would continue it from the next batch, but the alignment metrics need every
-    video of the evaluation at once: only the loop's current-run counters are rewound.
+    Left alone, Lightning continues a validation interrupted inside a step from the next
+    batch, and skips one interrupted in a batch hook or between batches; the alignment
+    metrics need every video at once. The loop's counters are set to Lightning's
+    "restarted mid-evaluation" state with nothing done in the current run.
     """
 
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
         fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
         progress = fit_loop.get("epoch_loop.val_loop.batch_progress")
-        if progress and _interrupted(progress):
-            progress["current"] = dict.fromkeys(progress["current"], 0)
-            progress["is_last_batch"] = False
+        if not progress or not _interrupted(progress):
+            return
+        started = progress["total"]["started"]
+        progress["total"].update(ready=started, started=started, processed=started - 1,
+                                 completed=started - 1)
+        progress["current"] = dict.fromkeys(progress["current"], 0)
+        progress["is_last_batch"] = False
 
 
 def _interrupted(progress: dict) -> bool:
-    """Lightning's own test for a checkpoint saved in the middle of an evaluation step."""
-    total = progress.get("total", {})
-    started, processed = total.get("started", 0), total.get("processed", 0)
-    return (
-        started > 0
-        and started == total.get("ready")
-        and processed == started - 1
-        and total.get("completed") == processed
-    )
+    """A validation had started in this epoch and not finished its last batch."""
+    current = progress.get("current", {})
+    started = current.get("started", 0)
+    finished = progress.get("is_last_batch") and current.get("completed") == started
+    return started > 0 and not finished
 
 
 # --- applying a run to a parsed LightningCLI ``fit`` config ---------------------------------

@@ -142,20 +142,25 @@ def test_apply_run_points_loggers_checkpoints_and_resume_at_the_run(tmp_path):
     assert config.trainer.callbacks[-1].class_path == "mvf_lightning.runs.RedoInterruptedValidation"
 
 
-def val_progress(ready, started, processed, completed):
+def val_progress(ready, started, processed, completed, last=False):
     counts = dict(ready=ready, started=started, processed=processed, completed=completed)
-    return {"total": dict(counts), "current": dict(counts), "is_last_batch": False}
+    return {"total": dict(counts), "current": dict(counts), "is_last_batch": last}
 
 
 def test_validation_interrupted_by_a_checkpoint_is_redone_from_its_first_video():
     key = "epoch_loop.val_loop.batch_progress"
-    mid = {"loops": {"fit_loop": {key: val_progress(18, 18, 17, 17)}}}
-    RedoInterruptedValidation().on_load_checkpoint(None, None, mid)
-    progress = mid["loops"]["fit_loop"][key]
-    assert progress["current"] == dict(ready=0, started=0, processed=0, completed=0)
-    assert progress["total"] == dict(ready=18, started=18, processed=17, completed=17)
-    # A checkpoint from outside a validation (end of one, or training) is left as it is.
-    for counts in [(18, 18, 18, 18), (0, 0, 0, 0)]:
+    # Inside a step, inside a batch hook, between two batches, inside the last step.
+    for counts in [(4, 4, 3, 3), (4, 4, 4, 3), (4, 4, 4, 4), (6, 6, 5, 5, True)]:
+        mid = {"loops": {"fit_loop": {key: val_progress(*counts)}}}
+        RedoInterruptedValidation().on_load_checkpoint(None, None, mid)
+        progress = mid["loops"]["fit_loop"][key]
+        assert progress["current"] == dict(ready=0, started=0, processed=0, completed=0)
+        n = counts[1]
+        # Lightning's "restarted mid-evaluation": it goes back and runs the validation.
+        assert progress["total"] == dict(ready=n, started=n, processed=n - 1, completed=n - 1)
+        assert progress["is_last_batch"] is False
+    # A finished validation, or none yet, is left as it is.
+    for counts in [(6, 6, 6, 6, True), (0, 0, 0, 0)]:
         done = {"loops": {"fit_loop": {key: val_progress(*counts)}}}
         RedoInterruptedValidation().on_load_checkpoint(None, None, done)
         assert done["loops"]["fit_loop"][key] == val_progress(*counts)
