@@ -159,7 +159,6 @@ def start_run(
         raise RunError(f"--resume {resume!r}: expected auto (continue from the newest checkpoint)")
     job = slurm_job_name()
     if job is not None:
-        ignore_requeue_signal_in_forks()
         if os.environ.get("WANDB_SWEEP_ID"):
             job = None  # a sweep agent's runs (several per job) are the agent's, not the job's
     name = run_name or job
