@@ -158,9 +158,8 @@ def start_run(
     if resume not in (None, *RESUME_CHOICES):
         raise RunError(f"--resume {resume!r}: expected auto (continue from the newest checkpoint)")
     job = slurm_job_name()
-    if job is not None:
-        if os.environ.get("WANDB_SWEEP_ID"):
-            job = None  # a sweep agent's runs (several per job) are the agent's, not the job's
+    if job is not None and os.environ.get("WANDB_SWEEP_ID"):
+        job = None  # a sweep agent's runs (several per job) are the agent's, not the job's
     name = run_name or job
     if name is None:
         if resume == "auto":
