@@ -67,24 +67,6 @@ def slurm_job_name() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
-_IGNORING_IN_FORKS = False
-
-
-def ignore_requeue_signal_in_forks() -> None:
-    """Make processes forked from this one (DataLoader workers) ignore SIGUSR1.
-
-    Slurm signals every process of a job step, and forked workers inherit Lightning's
-    requeue handler: each would save a checkpoint and requeue. Only the ranks themselves must.
-    """
-    global _IGNORING_IN_FORKS
-    if _IGNORING_IN_FORKS or not hasattr(os, "register_at_fork"):
-        return
-    import signal
-
-    os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGUSR1, signal.SIG_IGN))
-    _IGNORING_IN_FORKS = True
-
-
 def global_rank() -> int:
     """This process's global rank as Lightning reads it from the environment (0 if alone)."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only

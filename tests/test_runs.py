@@ -181,24 +181,3 @@ def test_requeue_can_be_turned_off_from_the_command_line(tmp_path):
     )
     environment = cli.trainer._accelerator_connector.cluster_environment
     assert type(environment).__name__ == "SLURMEnvironment" and environment.auto_requeue is False
-
-
-def test_forked_workers_ignore_the_requeue_signal():
-    """DataLoader workers are forked: under Slurm they must not run Lightning's SIGUSR1
-    handler. Checked in a fresh interpreter (the fork hook is process-wide)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import multiprocessing as mp, signal\n"
-        "from mvf_lightning.runs import ignore_requeue_signal_in_forks\n"
-        "def child(q): q.put(signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN)\n"
-        "signal.signal(signal.SIGUSR1, lambda *a: None)\n"
-        "ignore_requeue_signal_in_forks()\n"
-        "ctx = mp.get_context('fork'); q = ctx.Queue(); p = ctx.Process(target=child, args=(q,))\n"
-        "p.start(); print(q.get()); p.join()\n"
-        "print(signal.getsignal(signal.SIGUSR1) != signal.SIG_IGN)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.split() == ["True", "True"], out.stderr
