@@ -23,6 +23,7 @@ from .config_files import config_sources
 from .errors import CheckpointError, ConfigError, MissingFileError
 from .faults import fault_callbacks
 from .module import MVFormerModule
+from .runs import add_run_arguments, start_run_from_config
 from .sweep import name_sweep_run
 from .wandb_setup import offline_unless_reachable
 
@@ -190,11 +191,19 @@ class MVFLightningCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        add_run_arguments(parser)  # --run_name / --resume / --runs_dir (runs.py)
         if not self._model_only:
             parser.link_arguments("data.init_args.num_frames", "model.embedder.num_frames")
 
     def _parse_ckpt_path(self) -> None:
         apply_checkpoint_hparams(self, super()._parse_ckpt_path)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # Run identity (runs.py): a fit with a run name continues that run's newest checkpoint
+        # through `ckpt_path`, so Lightning restores it like a user-given one.
+        if self.config.get("subcommand") == "fit":
+            self.run_identity = start_run_from_config(self.config["fit"])
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand is not None:  # a W&B sweep run gets a name showing its values

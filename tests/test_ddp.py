@@ -4,7 +4,8 @@ With ``strategy="ddp"`` Lightning starts rank 1 by re-running the command line, 
 run here is a ``python -m mvf_lightning`` subprocess (in its own process group, killed on
 timeout). The demo dataset is generated with 6 train + 5 val videos: 11 evaluation videos,
 so the distributed validation sampler pads rank 1's shard with a duplicate that the
-evaluation callback must drop.
+evaluation callback must drop. The same comparison over 4 ranks on 2 (simulated) nodes, through
+the Slurm job template, is tests/slurm/test_slurm_jobs.py (marker `slurm`).
 """
 
 from __future__ import annotations
