@@ -301,28 +301,19 @@ def _local_run(kind: str, folder: Path, root: Path, active_s: float) -> Run:
 
 # ----------------------------------------------------------------------------- the table
 
-def _regroup(metrics: dict[str, float], stage: str, dataset: str) -> dict[str, dict[str, float]]:
-    """``{set: {metric: value}}`` of one stage and dataset from flat metric keys."""
-    # TODO(lead): use protocol.results_from_metrics
-    out: dict[str, dict[str, float]] = {}
-    for key, value in metrics.items():
-        m = _METRIC.match(key)
-        if m and m["stage"] == stage and m["dataset"] == dataset:
-            out.setdefault(m["set"], {})[m["metric"]] = value
-    return out
-
-
 def add_set_means(run: Run) -> None:
-    """Add ``<stage>/<dataset>/mean/<metric>`` where only per-set values were logged."""
+    """Add ``<stage>/<dataset>/mean/<metric>`` where only per-set values were logged, with the
+    evaluation protocol's own regrouping and mean."""
+    from .evaluation.protocol import MEAN, mean_over_sets, results_from_metrics
+
     pairs = {(m["stage"], m["dataset"]) for k in run.metrics if (m := _METRIC.match(k))}
     for stage, dataset in sorted(pairs):
-        groups = _regroup(run.metrics, stage, dataset)
-        sets = {s: v for s, v in groups.items() if s != "mean"}
-        for metric in sorted({n for v in sets.values() for n in v}):
-            key = f"{stage}/{dataset}/mean/{metric}"
-            values = [v[metric] for v in sets.values() if metric in v and math.isfinite(v[metric])]
-            if key not in run.metrics and values:
-                run.metrics[key] = sum(values) / len(values)
+        sets = results_from_metrics(run.metrics, stage, dataset)
+        sets.pop(MEAN, None)
+        for metric, value in mean_over_sets(sets).items():
+            key = f"{stage}/{dataset}/{MEAN}/{metric}"
+            if key not in run.metrics and math.isfinite(value):
+                run.metrics[key] = value
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
