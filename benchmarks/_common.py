@@ -6,6 +6,7 @@ Not part of the package: benchmarks import it as a sibling module.
 from __future__ import annotations
 
 import datetime
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -58,7 +59,7 @@ def build_set(
 def machine_header(title: str) -> str:
     """Markdown lines naming the machine, library versions and date of a measurement."""
     versions = ", ".join(
-        f"{name} {importlib.metadata.version(name)}"
+        f"{name} {getattr(importlib.import_module(name), '__version__', '?')}"
         for name in ("torch", "timm", "kornia", "lightning", "decord")
     )
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
