@@ -51,6 +51,11 @@ def _known_keys(parser: Any) -> list[str]:
 
 
 def _unknown_key(message: str, known: list[str]) -> str | None:
+    """The first key a parser error names that the parser does not know. A subclass's own
+    error (``Problem with given class_path '...'``) names its class, not a key: the real
+    reason follows in the message, so no key is guessed there."""
+    if "Problem with given class_path" in message:
+        return None
     for pattern in _KEY_PATTERNS:
         for key in pattern.findall(message):
             if key not in known:
