@@ -80,7 +80,10 @@ def cli_env(tmp: Path) -> dict[str, str]:
         MVF_LIGHTNING_DEMO_ROOT=str(tmp / "default_demo_root"),
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     )
-    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
+    # WANDB_SERVICE: an in-process wandb.init's service socket; a child handed to it writes its
+    # .wandb log late or never (module-scoped fixtures run before the autouse cleanup).
+    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE",
+                "WANDB_SERVICE"):
         env.pop(key, None)
     return env
 

@@ -18,7 +18,7 @@ TABLE_ROW = re.compile(r"^mean\s+(.*)$", re.MULTILINE)
 
 def run_cli(args: list[str], tmp_path: Path, timeout: int = 900) -> tuple[str, float]:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"},
         "MVF_LIGHTNING_DEMO_ROOT": str(tmp_path / "demo_data"),
         "WANDB_MODE": "offline",
         "PYTHONUNBUFFERED": "1",
