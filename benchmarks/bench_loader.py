@@ -76,21 +76,29 @@ def run(name: str, index: VideoIndex, num_frames: int, repeats: int) -> None:
 
 
 def loader_rates(index: VideoIndex, frames_per_view: list[int], workers: list[int],
-                 epochs: int) -> list[str]:
-    """Frames/s delivered by a DataLoader over ``TrainClipDataset`` per (T, workers)."""
-    rows = ["| T | workers | frames/s (best of 2) |", "| --- | --- | --- |"]
+                 epochs: int, decode_threads: list[int]) -> list[str]:
+    """Frames/s delivered by a DataLoader over ``TrainClipDataset`` per (T, workers, decode
+    threads), with workers restarted every epoch and kept (``persistent_workers``)."""
+    rows = ["| T | workers | decode threads | frames/s, workers restarted per epoch "
+            "| frames/s, persistent workers |", "| --- | --- | --- | --- | --- |"]
     for t in frames_per_view:
-        ds = TrainClipDataset(index, TimeAugmentSampler(t))
-        for w in workers:
-            best = 0.0
-            for _ in range(2):
-                loader = DataLoader(ds, batch_size=1, num_workers=w, collate_fn=collate_train)
-                start, delivered = time.perf_counter(), 0
-                for _epoch in range(epochs):
-                    for batch in loader:
-                        delivered += batch["frames"][..., 0, 0, 0].numel()
-                best = max(best, delivered / (time.perf_counter() - start))
-            rows.append(f"| {t} | {w} | {best:.0f} |")
+        for threads in decode_threads:
+            ds = TrainClipDataset(index, TimeAugmentSampler(t), num_threads=threads)
+            for w in workers:
+                best = {False: 0.0, True: 0.0}
+                for _ in range(2):
+                    for persistent in (False, True) if w else (False,):
+                        loader = DataLoader(ds, batch_size=1, num_workers=w,
+                                            collate_fn=collate_train,
+                                            persistent_workers=persistent)
+                        start, delivered = time.perf_counter(), 0
+                        for _epoch in range(epochs):
+                            for batch in loader:
+                                delivered += batch["frames"][..., 0, 0, 0].numel()
+                        rate = delivered / (time.perf_counter() - start)
+                        best[persistent] = max(best[persistent], rate)
+                kept = f"{best[True]:.0f}" if w else "-"
+                rows.append(f"| {t} | {w} | {threads} | {best[False]:.0f} | {kept} |")
     return rows
 
 
@@ -103,6 +111,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--paper-frames", type=int, nargs="+", default=[80, 240],
                         help="T values for the DataLoader table (the paper's 80 / 240)")
+    parser.add_argument("--decode-threads", type=int, nargs="+", default=[1, 2],
+                        help="decord threads per video (data.decode_threads)")
     args = parser.parse_args()
     print(machine_header("Training loader"))
     workdir = args.workdir or Path(tempfile.gettempdir()) / "mvf_bench_loader"
@@ -117,7 +127,8 @@ def main() -> None:
         print(f"{name}: built/checked {len(lengths)} videos in {time.perf_counter() - start:.1f} s")
         run(name, index, args.frames, args.repeats)
         print(f"\n{name}: DataLoader throughput (workers include process start-up)")
-        print("\n".join(loader_rates(index, args.paper_frames, args.workers, args.repeats)))
+        print("\n".join(loader_rates(index, args.paper_frames, args.workers, args.repeats,
+                                      args.decode_threads)))
 
 
 if __name__ == "__main__":

@@ -16,13 +16,15 @@ Usage::
 
     uv run python benchmarks/bench_train_e2e.py                # ViT-S/16 at 112 px, T = 32
     uv run python benchmarks/bench_train_e2e.py --quick        # a smoke run, seconds
-    options: --backbone NAME --img 112 --frames 32 --batch 1 --steps 6 --workers 2
+    options: --backbone NAME --img 112 --frames 32 --batch 1 --steps 12 --workers 2
              --rounds 3 --layouts penn finegym --threads N --workdir DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import statistics
 import sys
 import tempfile
@@ -45,7 +47,7 @@ from mvf_lightning.data.augment import TrainAugmentation  # noqa: E402
 from mvf_lightning.data.datasets import TrainClipDataset, collate_train  # noqa: E402
 from mvf_lightning.data.sampling import TimeAugmentSampler  # noqa: E402
 from mvf_lightning.losses import sequence_contrastive_loss  # noqa: E402
-from mvf_lightning.models.backbone import BackboneConfig  # noqa: E402
+from mvf_lightning.models.backbone import AUTOCAST_DTYPES, BackboneConfig  # noqa: E402
 from mvf_lightning.models.mvformer import EmbedderConfig, MVFormer  # noqa: E402
 
 LAYOUTS = {
@@ -63,22 +65,27 @@ def make_sampler(frames: int, window: str) -> TimeAugmentSampler:
 
 
 class Ours:
+    """Augmentation after transfer (``data.augment_in_workers: false``, the default)."""
+
     name = "ours"
+    in_workers = False
 
     def __init__(self, args, index, sampler, model: MVFormer):
         self.model = model
-        self.loader = DataLoader(
-            TrainClipDataset(index, sampler, seed=0), batch_size=args.batch,
-            num_workers=args.workers, collate_fn=collate_train,
-            persistent_workers=args.workers > 0,
-        )
         self.augment = TrainAugmentation(crop_size=args.img, mean=model.backbone.mean,
                                          std=model.backbone.std)
+        dataset = TrainClipDataset(index, sampler, seed=0,
+                                   augment=self.augment if self.in_workers else None)
+        self.loader = DataLoader(
+            dataset, batch_size=args.batch, sampler=item_order(len(index), args),
+            num_workers=args.workers, collate_fn=collate_train,
+        )
         self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
 
     def batches(self):
         for batch in self.loader:
-            yield self.augment(batch["frames"]), batch
+            frames = batch["frames"]
+            yield (frames if self.in_workers else self.augment(frames)), batch
 
     def step(self, frames, batch) -> float:
         b, v, t = frames.shape[:3]
@@ -90,6 +97,13 @@ class Ours:
         loss.backward()
         self.opt.step()
         return loss.detach()
+
+
+class OursAugmentInWorkers(Ours):
+    """``data.augment_in_workers: true``: the same augmentation, per video in the workers."""
+
+    name = "ours, augment in workers"
+    in_workers = True
 
 
 class Reference:
@@ -107,9 +121,14 @@ class Reference:
         self.loader = DataLoader(
             ReferenceStyleClips(index, sampler, args.img, mean=model.backbone.mean,
                                 std=model.backbone.std),
-            batch_size=args.batch, num_workers=args.workers, persistent_workers=args.workers > 0,
+            batch_size=args.batch, sampler=item_order(len(index), args),
+            num_workers=args.workers,
         )
         self.opt = torch.optim.Adam(self.embedder.parameters(), 1e-4)
+        dtype = AUTOCAST_DTYPES.get(model.backbone.config.autocast)
+        self.autocast = (
+            (lambda: torch.autocast("cpu", dtype=dtype)) if dtype else contextlib.nullcontext
+        )
 
     def batches(self):
         for batch in self.loader:
@@ -117,7 +136,9 @@ class Reference:
 
     def step(self, frames, batch) -> float:
         b, v, t = frames.shape[:3]
-        tokens = reference_style_backbone(self.vit, frames.flatten(0, 2), self.blocks)
+        with self.autocast():
+            tokens = reference_style_backbone(self.vit, frames.flatten(0, 2), self.blocks)
+        tokens = tokens.float()
         tokens = tokens.view(b * v, t, *tokens.shape[1:])
         z = self.embedder(tokens, batch["masks"].flatten(0, 1)).view(b, v, t, -1)
         loss = sequence_contrastive_loss(z, batch["steps"], batch["seq_lens"], batch["masks"])
@@ -127,18 +148,36 @@ class Reference:
         return loss.detach()
 
 
-def timed_epoch(pipe, steps: int) -> tuple[float, int]:
-    """Seconds for ``steps`` steps after one warm-up step (loader startup excluded)."""
+def item_order(num_videos: int, args) -> list[int]:
+    """The videos in order, repeated to cover the warm-up and the timed steps."""
+    needed = (warmup_steps(args) + args.steps + 1) * args.batch
+    return (list(range(num_videos)) * (needed // num_videos + 1))[:needed]
+
+
+def warmup_steps(args) -> int:
+    """Untimed steps: until the loader's prefetch queue (2 batches per worker) has drained
+    into steady state, so prefetching done during start-up is not counted as free."""
+    return 1 + 2 * args.workers
+
+
+def timed_epoch(pipe, steps: int, warmup: int) -> tuple[float, int]:
+    """Seconds for ``steps`` steps after ``warmup`` untimed steps (loader start-up and its
+    initial prefetch excluded). The loader's workers are shut down before returning, so
+    none of their prefetching runs while the other pipeline is timed."""
     it = pipe.batches()
-    frames, batch = next(it)
-    pipe.step(frames, batch)
+    for _ in range(warmup):
+        frames, batch = next(it)
+        pipe.step(frames, batch)
     done, start = 0, time.perf_counter()
     for frames, batch in it:
         pipe.step(frames, batch)
         done += 1
         if done == steps:
             break
-    return time.perf_counter() - start, done
+    seconds = time.perf_counter() - start
+    it.close()  # ends the loader's iterator: its workers exit
+    gc.collect()
+    return seconds, done
 
 
 def model_step_times(args, model: MVFormer, ours: Ours, ref: Reference, frames, batch,
@@ -150,7 +189,7 @@ def model_step_times(args, model: MVFormer, ours: Ours, ref: Reference, frames, 
         for key, fn in (
             ("ours", lambda: ours.step(frames, batch)),
             ("reference structure", lambda: ref.step(frames, batch)),
-            ("backbone only", lambda: model.backbone(flat)),
+            ("backbone only", lambda: model.backbone(flat)),  # under backbone.autocast too
         ):
             start = time.perf_counter()
             with torch.no_grad() if key == "backbone only" else torch.enable_grad():
@@ -166,17 +205,22 @@ def run_layout(args, name: str, model: MVFormer) -> list[str]:
     lengths = rng.integers(lo, hi + 1, count).tolist()
     index = build_set(args.workdir / name, lengths, height, width)
     sampler = make_sampler(args.frames, window)
-    pipes = [Ours(args, index, sampler, model), Reference(args, index, sampler, model)]
+    pipes = [Ours(args, index, sampler, model), OursAugmentInWorkers(args, index, sampler, model),
+             Reference(args, index, sampler, model)]
+    # The model step alone first, while no loader worker runs.
+    batches = pipes[0].batches()
+    frames, batch = next(batches)
+    batches.close()
+    gc.collect()
+    steps = model_step_times(args, model, pipes[0], pipes[-1], frames, batch, args.rounds)
     seconds = {p.name: [] for p in pipes}
     peak = {p.name: 0.0 for p in pipes}
     for _ in range(args.rounds):
         for pipe in pipes:
             with PeakMemory() as mem:
-                s, n = timed_epoch(pipe, args.steps)
+                s, n = timed_epoch(pipe, args.steps, warmup_steps(args))
             seconds[pipe.name].append(s / n)
             peak[pipe.name] = max(peak[pipe.name], mem.peak_mib)
-    frames, batch = next(pipes[0].batches())
-    steps = model_step_times(args, model, pipes[0], pipes[1], frames, batch, args.rounds)
     per_step = {k: statistics.median(v) for k, v in seconds.items()}
     videos = args.batch
     rows = [
@@ -190,12 +234,13 @@ def run_layout(args, name: str, model: MVFormer) -> list[str]:
         s = per_step[key]
         rows.append(f"| {key} | {s:.3f} | {videos / s:.2f} | {videos * 2 * args.frames / s:.1f} "
                     f"| {peak[key]:.0f} |")
-    ratio = per_step["reference structure"] / per_step["ours"]
-    mem_ratio = peak["ours"] / max(peak["reference structure"], 1e-9)
+    rows.append("")
+    for pipe in pipes[:-1]:
+        ratio = per_step["reference structure"] / per_step[pipe.name]
+        mem_ratio = peak[pipe.name] / max(peak["reference structure"], 1e-9)
+        rows.append(f"end-to-end throughput {pipe.name} / reference structure: "
+                    f"**{ratio:.2f}x**; peak memory {pipe.name} / reference: {mem_ratio:.2f}  ")
     rows += [
-        "",
-        f"end-to-end throughput ours / reference structure: **{ratio:.2f}x**; "
-        f"peak memory ours / reference: {mem_ratio:.2f}",
         "",
         "| model step alone (fixed augmented frames) | seconds (median) |",
         "| --- | --- |",
@@ -215,12 +260,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--img", type=int, default=112)
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per round")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--videos", type=int, default=0, help="videos per set (0: layout's)")
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--autocast", choices=["bf16"], default=None,
+                        help="run the frozen backbone of BOTH pipelines under bf16 autocast "
+                        "(ours: model.backbone.autocast)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args(argv)
@@ -232,12 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     model = MVFormer(
         BackboneConfig(name=args.backbone, pretrained="none", blocks=args.blocks,
-                       img_size=args.img, chunk_size=40),
+                       img_size=args.img, chunk_size=40, autocast=args.autocast),
         EmbedderConfig(num_frames=args.frames),
     )
     model.train()
     lines = [machine_header("End-to-end training throughput"),
-             f"backbone {args.backbone} at {args.img} px (random weights), blocks {args.blocks};"
+             f"backbone {args.backbone} at {args.img} px (random weights), blocks {args.blocks}, "
+             f"backbone autocast {args.autocast or 'none (fp32)'} in both pipelines;"
              f" Penn Action embedder sizes; SCL loss; Adam\n"]
     for name in args.layouts:
         lines += run_layout(args, name, model)

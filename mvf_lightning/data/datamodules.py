@@ -110,6 +110,10 @@ class VideoDataModule(LightningDataModule):
             to stop early if too many are broken and warn about frame-count mismatches.
         seed: seeds shuffling and frame sampling (per seed, epoch, video).
         pin_memory: pin host memory (only takes effect when CUDA is available).
+        augment_in_workers: run the training augmentation in the loader's workers (seeded
+            per video) instead of on the device after transfer: pays when the device is the
+            CPU, where the workers' augmentation overlaps with the training step
+            (benchmarks/README.md); on a GPU augmenting after transfer is faster.
 
     Broken training videos are skipped (the next video is used), warned about and kept in
     :attr:`broken_videos` (also saved in checkpoints through :meth:`state_dict`); when the
@@ -159,6 +163,7 @@ class VideoDataModule(LightningDataModule):
         max_broken_videos: int = 3,
         check_videos: bool = True,
         seed: int = 0,
+        augment_in_workers: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(augmentation, dict):
@@ -194,6 +199,7 @@ class VideoDataModule(LightningDataModule):
         self.max_broken_videos = int(max_broken_videos)
         self.check_videos = bool(check_videos)
         self.seed = int(seed)
+        self.augment_in_workers = bool(augment_in_workers)
         self.augmentation = augmentation
         self.sampler = TimeAugmentSampler(
             num_frames, min_scale, max_scale, view_overlap, window=time_window
@@ -333,7 +339,7 @@ class VideoDataModule(LightningDataModule):
         "train_split", "num_frames", "batch_size", "num_workers", "pin_memory",
         "persistent_workers", "decode_threads", "min_scale", "max_scale", "view_overlap",
         "time_window", "augmentation", "max_broken_fraction", "max_broken_videos",
-        "check_videos", "seed",
+        "check_videos", "seed", "augment_in_workers",
     ))
 
     def eval_fingerprint(self) -> str:
@@ -411,6 +417,7 @@ class VideoDataModule(LightningDataModule):
                 seed=self.seed,
                 num_threads=self.decode_threads,
                 warn_broken=False,  # reported once per file in the main process instead
+                augment=self.train_augment if self.augment_in_workers else None,
             )
         if self.eval_dataset is None:
             parts = [
@@ -498,6 +505,8 @@ class VideoDataModule(LightningDataModule):
         self.normalization()
         trainer = self.trainer
         training = trainer.training if trainer is not None else True
+        if frames.ndim == 6 and frames.is_floating_point():
+            return batch  # training views augmented in the workers (augment_in_workers)
         if training and frames.ndim == 6:
             batch["frames"] = self.train_augment(frames)
         else:

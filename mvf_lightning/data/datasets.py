@@ -147,10 +147,15 @@ class TrainClipDataset(VideoDataset):
         num_threads: int = 1,
         max_substitutes: int = 10,
         warn_broken: bool = True,
+        augment: torch.nn.Module | None = None,
     ) -> None:
         super().__init__(index, decode_size, num_threads)
         if len(index) == 0:
             raise ValueError(f"TrainClipDataset: index {index.dataset}/{index.split} has no videos")
+        self.augment = augment
+        """Applied to each item's ``[V, T, 3, H, W]`` frames in the worker (e.g. a
+        :class:`~mvf_lightning.data.augment.TrainAugmentation`), seeded per (seed, epoch,
+        video); None: items keep uint8 frames and are augmented after transfer."""
         self.sampler = sampler
         self.seed = int(seed)
         self.epoch = 0
@@ -184,6 +189,14 @@ class TrainClipDataset(VideoDataset):
             "index": i,
         }
 
+    def _augmented(self, frames: torch.Tensor, epoch: int, i: int) -> torch.Tensor:
+        """The item's views augmented with torch's RNG seeded from (seed, epoch, video): the
+        same result in any worker, and on a resumed run."""
+        state = np.random.SeedSequence([self.seed, epoch, i, 1]).generate_state(2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+            return self.augment(frames.unsqueeze(0)).squeeze(0)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         i, epoch = _split_key(key)
         epoch = self.epoch if epoch is None else epoch
@@ -202,6 +215,8 @@ class TrainClipDataset(VideoDataset):
                         stacklevel=2,
                     )
                 continue
+            if self.augment is not None:
+                item["frames"] = self._augmented(item["frames"], epoch, j)
             item["broken"] = broken
             return item
         raise VideoDecodeError(

@@ -10,6 +10,7 @@ chunks to bound memory. Optionally the last few blocks are unfrozen for fine-tun
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,20 @@ class BackboneConfig:
     """Input size for ViTs if not the model's default (e.g. small test images)."""
     model_kwargs: dict = field(default_factory=dict)
     """Extra keyword arguments for ``timm.create_model`` (e.g. ``depth`` for tiny test models)."""
+    autocast: str | None = None
+    """``bf16`` | ``fp16``: run the backbone under autocast in that precision (its outputs
+    return as float32); None: the trainer's precision. See benchmarks/README.md."""
+    channels_last: bool = False
+    """Channels-last memory format for the backbone's convolutions (CNN backbones)."""
+    fused_attn: bool | None = None
+    """timm's fused (SDPA) attention in ViT blocks; None keeps timm's default (fused)."""
+    compile: bool = False
+    """``torch.compile`` the backbone's feature extraction (compiles on the first batch)."""
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+PERFORMANCE_SETTINGS = ("chunk_size", "channels_last", "fused_attn", "compile")
+"""Settings that change how fast features are computed, not what they are."""
 
 
 class ImageBackbone(nn.Module):
@@ -86,6 +101,17 @@ class ImageBackbone(nn.Module):
             )
         if config.chunk_size < 1:
             raise ValueError(f"backbone.chunk_size must be >= 1, got {config.chunk_size}")
+        if config.autocast is not None and config.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"backbone.autocast={config.autocast!r}: use bf16, fp16 or null (no autocast)"
+            )
+        if config.fused_attn is not None:
+            for module in self.model.modules():
+                if hasattr(module, "fused_attn"):
+                    module.fused_attn = bool(config.fused_attn)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self._extract = torch.compile(self._features) if config.compile else self._features
         self.model.requires_grad_(False)
         # A plain list, not a ModuleList: registering the stages twice would store them twice.
         self._trainable: list[nn.Module] = stages[len(stages) - config.unfreeze_last :]
@@ -138,13 +164,22 @@ class ImageBackbone(nn.Module):
         if frames.dim() != 4 or frames.shape[1] != 3:
             raise ValueError(f"backbone expects frames [N, 3, H, W], got {tuple(frames.shape)}")
         grad = torch.is_grad_enabled() and not self.fully_frozen
+        dtype = AUTOCAST_DTYPES.get(self.config.autocast)
+        autocast = (
+            contextlib.nullcontext() if dtype is None  # the caller's precision, e.g. Lightning's
+            else torch.autocast(frames.device.type, dtype=dtype)
+        )
+        memory_format = (
+            torch.channels_last if self.config.channels_last else torch.contiguous_format
+        )
         tokens, cls = [], []
         with torch.set_grad_enabled(grad):
             for chunk in frames.split(self.config.chunk_size):
-                t, c = self._features(chunk)
-                tokens.append(t)
+                with autocast:
+                    t, c = self._extract(chunk.contiguous(memory_format=memory_format))
+                tokens.append(t if dtype is None else t.float())
                 if c is not None:
-                    cls.append(c)
+                    cls.append(c if dtype is None else c.float())
         return torch.cat(tokens), (torch.cat(cls) if cls else None)
 
     def feature_grid(self, height: int, width: int) -> tuple[int, int]:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..utils.atomic import atomic_path
+from .backbone import PERFORMANCE_SETTINGS
 
 CACHE_MODES = ("off", "memory", "disk", "both")
 DEFAULT_CACHE_DIR = "~/.cache/mvf_lightning/features"
@@ -204,7 +205,8 @@ class CachedBackbone:
         """What determines the backbone's features (not how they are batched)."""
         config = getattr(self.backbone, "config", None)
         settings = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
-        settings.pop("chunk_size", None)
+        for key in PERFORMANCE_SETTINGS:
+            settings.pop(key, None)
         return {
             "class": type(self.backbone).__name__,
             "config": settings,

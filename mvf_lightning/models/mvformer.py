@@ -57,6 +57,9 @@ class EmbedderConfig:
     late_pool: str = "max"
     """Late fusion only: global ``max`` or ``avg`` pool of the spatial tokens, or the backbone's
     final ``cls`` vector."""
+    compile: bool = False
+    """``torch.compile`` the embedder (dynamic shapes: evaluation lengths vary); a speed
+    setting, not part of the architecture. See benchmarks/README.md."""
 
     @property
     def needs_cls(self) -> bool:
@@ -228,6 +231,8 @@ class MVFormer(nn.Module):
         self.backbone = ImageBackbone(backbone, final_cls=embedder.needs_cls)
         cls = LateFusionEmbedder if embedder.fusion == "late" else MultiEntityEmbedder
         self.embedder = cls(self.backbone.out_channels, embedder, self.backbone.cls_channels)
+        if embedder.compile:
+            self.embedder.compile(dynamic=True)  # in place: parameter names stay the same
         self.projection = ProjectionHead(embedder.embedding_dim, embedder.projection_hidden_dim)
 
     def backbone_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

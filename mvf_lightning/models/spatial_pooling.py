@@ -67,25 +67,54 @@ class LearnableSpatialTokenPooling(nn.Module):
     def forward(
         self, tokens: torch.Tensor, cls: torch.Tensor | None = None, return_attention: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``tokens [N, S, C]``, ``cls [N, C]`` -> pooled ``[N, K, P]``, attention ``[N, K, S]``."""
+        """``tokens [N, S, C]``, ``cls [N, C]`` -> pooled ``[N, K, P]``, attention ``[N, K, S]``.
+
+        Without key normalisation the linear maps are moved off the S spatial tokens: a
+        query's logits are ``(q W_k) x^T + q b_k`` and its output ``W_v (a x) + b_v`` (the
+        attention ``a`` sums to 1), the same function at K/S of the cost of projecting every
+        token (and no ``[N, S, P]`` keys or values kept for the backward pass)."""
         n = tokens.shape[0]
-        k = self.key(tokens)
-        v = self.value(tokens)
         if self.normalize_keys:
-            k = F.normalize(k, dim=-1)
-        q = self._queries(n, cls, k)
+            return self._attend_projected(tokens, cls, return_attention)
+        q = self._queries(n, cls, tokens)
+        q_in = q @ self.key.weight.to(q.dtype)  # [N, Q, C]: queries in the tokens' space
+        # q b_k is one logit offset per query (softmax ignores it), kept so that the logits,
+        # and the key bias's (zero up to rounding) gradient, are the reference's.
+        key_bias = (q @ self.key.bias.to(q.dtype)).unsqueeze(-1)  # [N, Q, 1]
+        if not (return_attention or self.disjoint):
+            pooled = F.scaled_dot_product_attention(
+                q_in.unsqueeze(1), tokens.unsqueeze(1), tokens.unsqueeze(1),
+                attn_mask=(key_bias / math.sqrt(self.dim)).unsqueeze(1).expand(
+                    -1, -1, -1, tokens.shape[1]
+                ),
+                scale=1 / math.sqrt(self.dim),
+            ).squeeze(1)
+            return self.value(pooled), None
+        attn = self._attention((q_in @ tokens.transpose(1, 2) + key_bias) / math.sqrt(self.dim))
+        return self.value(attn @ tokens), attn
+
+    def _attend_projected(
+        self, tokens: torch.Tensor, cls: torch.Tensor | None, return_attention: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention over projected (and L2-normalised) keys and values."""
+        k = F.normalize(self.key(tokens), dim=-1)
+        v = self.value(tokens)
+        q = self._queries(tokens.shape[0], cls, k)
         if not (return_attention or self.disjoint):
             out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1))
             return out.squeeze(1), None
-        logits = q @ k.transpose(1, 2) / math.sqrt(self.dim)
+        attn = self._attention(q @ k.transpose(1, 2) / math.sqrt(self.dim))
+        return attn @ v, attn
+
+    def _attention(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over spatial tokens; "disjoint": each token feeds only its strongest query."""
         if self.disjoint:
             winner = logits.argmax(dim=1, keepdim=True)
             own = torch.arange(logits.shape[1], device=logits.device).view(1, -1, 1) == winner
             # A query that wins no spatial token keeps its full attention instead of NaN.
             own = own | ~own.any(dim=2, keepdim=True)
             logits = logits.masked_fill(~own, float("-inf"))
-        attn = logits.softmax(dim=-1)
-        return attn @ v, attn
+        return logits.softmax(dim=-1)
 
 
 class FixedWidthTokens(nn.Module):

@@ -251,6 +251,20 @@ def test_trainer_fit_batches_and_broken_videos(tmp_path, tiny_root):
         _trainer(tmp_path, limit_train_batches=3).fit(_tiny_module(seen), datamodule=strict)
 
 
+def test_augment_in_workers_batches_arrive_augmented_and_are_not_augmented_again(
+    tmp_path, tiny_root
+):
+    seen = {"train": [], "val": [], "epochs": []}
+    dm = VideoDataModule(str(tiny_root), batch_size=2, augment_in_workers=True, **SMALL)
+    _trainer(tmp_path, max_epochs=1).fit(_tiny_module(seen), datamodule=dm)
+    assert {(s[0][1:], s[1]) for s in seen["train"]} == {((2, 8, 3, 16, 16), torch.float32)}
+    assert dm.train_dataset.augment is dm.train_augment
+    batch = next(iter(dm.train_dataloader()))
+    frames = batch["frames"].clone()
+    assert torch.equal(dm.on_after_batch_transfer(batch, 0)["frames"], frames)
+    assert "augment_in_workers" in VideoDataModule._TRAIN_ONLY  # evaluation frames unchanged
+
+
 # ---------------------------------------------------------------- settings added for fidelity
 def test_time_window_per_dataset(tmp_path, tiny_root):
     assert FineGymDataModule(str(tmp_path), **SMALL).sampler.window == "frames"

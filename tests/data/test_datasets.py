@@ -238,3 +238,28 @@ def test_mixed_frame_sizes_in_a_batch_name_the_fix():
 
     with pytest.raises(ValueError, match=r"different frame sizes.*decode_size"):
         collate_train([item(48, 64), item(46, 62)])
+
+
+def test_augment_in_the_worker_is_seeded_per_seed_epoch_and_video(train_index):
+    from mvf_lightning.data.augment import TrainAugmentation
+
+    augment = TrainAugmentation(crop_size=16)
+    ds = TrainClipDataset(train_index, TimeAugmentSampler(8), seed=2, augment=augment)
+    plain = TrainClipDataset(train_index, TimeAugmentSampler(8), seed=2)
+    item = ds[(1, 0)]
+    assert item["frames"].shape == (2, 8, 3, 16, 16) and item["frames"].dtype == torch.float32
+    assert torch.equal(item["steps"], plain[(1, 0)]["steps"])  # the same sampled frames
+    torch.manual_seed(123)  # the global RNG neither decides nor is consumed
+    again = ds[(1, 0)]["frames"]
+    assert torch.equal(again, item["frames"]) and torch.rand(()) == torch.rand(
+        (), generator=torch.Generator().manual_seed(123))
+    assert not torch.equal(ds[(1, 1)]["frames"], item["frames"])  # another epoch
+    # what the device-side path would compute for this item with the item's seed
+    state = np.random.SeedSequence([2, 0, 1, 1]).generate_state(2)
+    torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+    torch.testing.assert_close(augment(plain[(1, 0)]["frames"][None])[0], item["frames"])
+    # workers give the same batches as the main process
+    loaders = [DataLoader(ds, batch_size=2, sampler=EpochSeededSampler(ds, seed=2),
+                          collate_fn=collate_train, num_workers=w) for w in (0, 2)]
+    first, second = (next(iter(loader)) for loader in loaders)
+    assert torch.equal(first["frames"], second["frames"])
