@@ -212,7 +212,8 @@ def run_layout(args, name: str, model: MVFormer) -> list[str]:
     frames, batch = next(batches)
     batches.close()
     gc.collect()
-    steps = model_step_times(args, model, pipes[0], pipes[-1], frames, batch, args.rounds)
+    steps = model_step_times(args, model, pipes[0], pipes[-1], frames, batch,
+                             args.step_rounds)
     seconds = {p.name: [] for p in pipes}
     peak = {p.name: 0.0 for p in pipes}
     for _ in range(args.rounds):
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=12, help="timed steps per round")
+    parser.add_argument("--step-rounds", type=int, default=9,
+                        help="interleaved rounds of the model-step-alone timing")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--videos", type=int, default=0, help="videos per set (0: layout's)")
@@ -274,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.steps, args.rounds, args.img, args.videos = 8, 2, 1, 64, 3
+        args.step_rounds = 1
     if args.threads:
         torch.set_num_threads(args.threads)
     args.workdir = args.workdir or Path(tempfile.gettempdir()) / "mvf_bench_e2e"

@@ -94,3 +94,37 @@ def test_reference_structured_embedder_has_our_trainable_size():
     z = embedder(tokens, torch.ones(2, 8, dtype=torch.bool))
     assert z.shape == (2, 8, 128)
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(2, 8))
+
+
+def _rows(text: str, first_cell: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith(f"| {first_cell}")]
+
+
+@pytest.mark.integration
+def test_levers_benchmark_times_every_switch_against_the_default(capsys):
+    _load("bench_levers").main(["--quick", "--skip-compile"])
+    out = capsys.readouterr().out
+    switches = [row[1] for row in _rows(out, "") if row[1].startswith("`")]
+    assert switches[:6] == ["`defaults`", "`model.backbone.autocast: bf16`",
+                            "`trainer.precision: bf16-mixed`",
+                            "`model.backbone.fused_attn: false`",
+                            "`model.backbone.chunk_size: 16`", "`model.backbone.chunk_size: 128`"]
+    assert "`model.backbone.channels_last: true`" in switches[6:]
+    for row in _rows(out, ""):
+        if row[1].startswith("`"):
+            assert float(row[2]) > 0 and row[3].endswith("x") and float(row[4]) > 0, row
+
+
+@pytest.mark.integration
+def test_end_to_end_benchmark_compares_three_pipelines_per_layout(tmp_path, capsys):
+    _load("bench_train_e2e").main(["--quick", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    final = out[out.rindex("## End-to-end training throughput"):]
+    for layout in ("penn-like", "finegym-like"):
+        assert f"### {layout}" in final
+    pipelines = [row[0] for row in _rows(final, "ours")] + [
+        row[0] for row in _rows(final, "reference structure")]
+    assert pipelines.count("ours, augment in workers") == 2
+    assert final.count("end-to-end throughput ours / reference structure: **") == 2
+    assert final.count("ours / backbone-only forward = ") == 2

@@ -77,9 +77,9 @@ def test_fixed_mode_puts_every_frame_at_the_middle_position_until_the_block_ends
     torch.testing.assert_close(out[0, :, 0], sinusoidal_positions(torch.full((7,), 2.0), 6)
                                .expand(7, 6))
     torch.testing.assert_close(enc.positions(7, torch.device("cpu")), torch.linspace(0, 4, 7))
-    with pytest.raises(ValueError, match=r"positions must be one of spread\|fixed, got .x."):
-        with position_mode(model, "x"):
-            pass
+    with (pytest.raises(ValueError, match=r"positions must be one of spread\|fixed, got .x."),
+          position_mode(model, "x")):
+        pass
 
 
 def test_fixed_positions_make_the_embedder_follow_content_not_order(tiny_vit_config):
