@@ -7,6 +7,8 @@
   root dir), which a requeued job restores by itself.
 * :class:`NoEmptyLogDir`: a fit that fails before its first training step removes the log
   folder (``version_N``) it had just created, if nothing but the run's config is in it.
+* :class:`~mvf_lightning.slurm_requeue.RequeueAtStepBoundary`: Slurm's requeue signal is acted
+  on where every rank is at the same point (see that module).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from .slurm_requeue import RequeueAtStepBoundary
 
 __all__ = [
     "INTERRUPTED_CHECKPOINT",
@@ -97,4 +101,4 @@ def remove_empty_log_dirs() -> list[str]:
 
 def fault_callbacks() -> list[Callback]:
     """The callbacks every fit gets from the CLI."""
-    return [SigtermCheckpoint(), NoEmptyLogDir()]
+    return [SigtermCheckpoint(), NoEmptyLogDir(), RequeueAtStepBoundary()]

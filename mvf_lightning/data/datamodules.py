@@ -41,7 +41,7 @@ from .datasets import (
     TrainClipDataset,
     collate_eval,
     collate_train,
-    worker_leaves_sigterm_to_main,
+    worker_leaves_signals_to_main,
 )
 from .demo import DEMO_NUM_PHASES, default_demo_root, ensure_demo_dataset, is_demo_dataset
 from .index import VideoIndex, load_split
@@ -460,7 +460,7 @@ class VideoDataModule(LightningDataModule):
             collate_fn=collate_train,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            worker_init_fn=worker_leaves_sigterm_to_main,
+            worker_init_fn=worker_leaves_signals_to_main,
         )
 
     def _eval_loader(self) -> DataLoader | list:
@@ -475,7 +475,7 @@ class VideoDataModule(LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_eval,
             pin_memory=self.pin_memory,
-            worker_init_fn=worker_leaves_sigterm_to_main,
+            worker_init_fn=worker_leaves_signals_to_main,
         )
 
     def val_dataloader(self) -> DataLoader | list:

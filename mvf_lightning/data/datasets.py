@@ -44,7 +44,7 @@ __all__ = [
     "VideoDataset",
     "collate_eval",
     "collate_train",
-    "worker_leaves_sigterm_to_main",
+    "worker_leaves_signals_to_main",
 ]
 
 
@@ -351,11 +351,17 @@ class EpochSeededSampler(DistributedSampler):
         return ((int(i), epoch) for i in order)
 
 
-def worker_leaves_sigterm_to_main(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers ignore SIGTERM, so a SIGTERM sent to the whole
-    process group (as Slurm does) reaches the main process alone, which checkpoints and then
-    stops its workers; a worker killed by it would abort the step with a worker error."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def worker_leaves_signals_to_main(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGTERM and SIGUSR1 (Lightning's Slurm
+    requeue signal), which Slurm sends to every process of a job step. The main process
+    handles them (checkpoint, requeue, stop its workers). A forked worker would otherwise run
+    the handlers it inherited: SIGTERM killed it mid-step, and SIGUSR1 made it save a
+    checkpoint and talk over the rank's DDP connections, which hung the job."""
+    for signum in WORKER_IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class TooManyBrokenVideosError(MVFError, RuntimeError):
