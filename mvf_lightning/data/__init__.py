@@ -31,12 +31,12 @@ _EXPORTS = {
     "EvalVideoDataset": "datasets",
     "TrainClipDataset": "datasets",
     "ensure_demo_dataset": "demo",
-    "DemoDataModule": "datamodules",
+    "DemoDataModule": "dataset_datamodules",
     "EvalSet": "datamodules",
-    "FineGymDataModule": "datamodules",
-    "Kinetics400DataModule": "datamodules",
-    "PennActionDataModule": "datamodules",
-    "PouringDataModule": "datamodules",
+    "FineGymDataModule": "dataset_datamodules",
+    "Kinetics400DataModule": "dataset_datamodules",
+    "PennActionDataModule": "dataset_datamodules",
+    "PouringDataModule": "dataset_datamodules",
     "VideoDataModule": "datamodules",
 }
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from mvf_lightning.cli import main
-from mvf_lightning.data.datamodules import PouringDataModule
+from mvf_lightning.data.dataset_datamodules import PouringDataModule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 pytestmark = pytest.mark.integration  # each parses a full paper config (~20 s on a busy CPU)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from mvf_lightning.data.augment import IMAGENET_MEAN, IMAGENET_STD, TrainAugmentationConfig
-from mvf_lightning.data.datamodules import (
+from mvf_lightning.data.datamodules import VideoDataModule
+from mvf_lightning.data.dataset_datamodules import (
     DemoDataModule,
     FineGymDataModule,
     Kinetics400DataModule,
     PennActionDataModule,
-    VideoDataModule,
 )
 from mvf_lightning.data.datasets import EpochSeededSampler
 from mvf_lightning.data.index import VideoIndex, VideoRecord, index_path, load_split

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvf_lightning.data.datamodules import (
+from mvf_lightning.data.datamodules import VideoDataModule
+from mvf_lightning.data.dataset_datamodules import (
     FineGymDataModule,
     Kinetics400DataModule,
     PennActionDataModule,
     PouringDataModule,
-    VideoDataModule,
 )
 from mvf_lightning.data.decode import read_frames
 from mvf_lightning.data.index import VideoIndex, index_path
