@@ -18,6 +18,7 @@ from typing import Any
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 
 __all__ = ["RequeueAtStepBoundary"]
 
@@ -44,9 +45,9 @@ class RequeueAtStepBoundary(Callback):
         environment = trainer._accelerator_connector.cluster_environment
         if stage != "fit" or not isinstance(environment, SLURMEnvironment):
             return
-        if not environment.auto_requeue or not hasattr(signal, "SIGUSR1"):
+        if not environment.auto_requeue or environment.requeue_signal is None:  # None: Windows
             return
-        self._signum = environment.requeue_signal or signal.SIGUSR1
+        self._signum = environment.requeue_signal
         self._previous = signal.getsignal(self._signum)
         self._received = False
         signal.signal(self._signum, self._record)
@@ -67,9 +68,7 @@ class RequeueAtStepBoundary(Callback):
             return
         self._received = False
         if trainer.fit_loop.done:
-            if trainer.is_global_zero:
-                print("requeue signal in the final epoch's end: the fit finishes, no requeue",
-                      flush=True)
+            rank_zero_info("requeue signal in the final epoch's end: the fit finishes, no requeue")
             return
         trainer._signal_connector._slurm_sigusr_handler_fn(self._signum, None)
 

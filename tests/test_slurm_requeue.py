@@ -62,40 +62,42 @@ def slurm_job(monkeypatch):
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
 
 
-def _fit(tmp_path, model, auto_requeue=True) -> list[tuple[int, bool]]:
+def _fit(tmp_path, monkeypatch, model, auto_requeue=True) -> list[tuple[int, bool]]:
     """Fit 4 steps under a SLURMEnvironment; record each call of Lightning's requeue as
-    (global step, whether the process-wide handler is Lightning's own)."""
+    (global step, whether it ran as a signal handler, i.e. with a frame)."""
     calls = []
 
     def requeue(self, signum, frame):
         calls.append((self.trainer.global_step, frame is not None))
 
-    original = _SignalConnector._slurm_sigusr_handler_fn
-    _SignalConnector._slurm_sigusr_handler_fn = requeue
-    try:
-        trainer = Trainer(default_root_dir=tmp_path, max_steps=4, limit_val_batches=0,
-                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False, accelerator="cpu", devices=1,
-                          plugins=[SLURMEnvironment(auto_requeue=auto_requeue)],
-                          callbacks=[RequeueAtStepBoundary()])
-        trainer.fit(model)
-    finally:
-        _SignalConnector._slurm_sigusr_handler_fn = original
+    monkeypatch.setattr(_SignalConnector, "_slurm_sigusr_handler_fn", requeue)
+    trainer = Trainer(default_root_dir=tmp_path, max_steps=4, limit_val_batches=0,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu", devices=1,
+                      plugins=[SLURMEnvironment(auto_requeue=auto_requeue)],
+                      callbacks=[RequeueAtStepBoundary()])
+    trainer.fit(model)
     return calls
 
 
-def test_requeue_signal_is_acted_on_at_the_end_of_its_batch(tmp_path, slurm_job):
+def test_requeue_signal_is_acted_on_at_the_end_of_its_batch(tmp_path, monkeypatch, slurm_job):
     previous = signal.getsignal(signal.SIGUSR1)
-    calls = _fit(tmp_path, _SignalledAtStep(batch=1))
+    calls = _fit(tmp_path, monkeypatch, _SignalledAtStep(batch=1))
     # Once, after batch 1's optimiser step (global step 2), from ordinary code (no frame):
     # Lightning's own handler would have run inside the training step, at global step 1.
     assert calls == [(2, False)]
     assert signal.getsignal(signal.SIGUSR1) == previous  # restored after the fit
 
 
-def test_requeue_off_leaves_the_signal_to_lightning(tmp_path, slurm_job):
+def test_requeue_off_leaves_the_signal_to_lightning(tmp_path, monkeypatch, slurm_job):
     previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # so an unhandled one is harmless
     try:
-        assert _fit(tmp_path, _SignalledAtStep(batch=1), auto_requeue=False) == []
+        assert _fit(tmp_path, monkeypatch, _SignalledAtStep(batch=1), auto_requeue=False) == []
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_requeue_signal_in_the_last_step_lets_the_fit_finish(tmp_path, monkeypatch, slurm_job):
+    previous = signal.getsignal(signal.SIGUSR1)
+    assert _fit(tmp_path, monkeypatch, _SignalledAtStep(batch=3)) == []  # max_steps=4: done
+    assert signal.getsignal(signal.SIGUSR1) == previous
