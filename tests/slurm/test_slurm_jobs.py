@@ -120,6 +120,11 @@ def test_signalled_job_checkpoints_requeues_and_resumes_the_same_run(
     # epoch, not at 0) and the run finished with every step of its 3 epochs.
     versions = sorted((run_dir / "csv").glob("version_*"))
     assert [v.name for v in versions] == ["version_0", "version_1"]
+    # One resolved config, beside the W&B run, written by the first attempt and not replaced
+    # by the second (older than the first attempt's requeue checkpoint).
+    config_file = run_dir / "mvf-test" / record["wandb_id"] / "config.yaml"
+    assert list(run_dir.rglob("config*.yaml")) == [config_file]
+    assert config_file.stat().st_mtime < resumed.stat().st_mtime
     second_epochs = {e for _, rows in version_metrics(versions[1]).items() for e, _ in rows}
     assert min(second_epochs) == hpc["epoch"] and max(second_epochs) == 2
     final = torch.load(last, map_location="cpu", weights_only=True)
