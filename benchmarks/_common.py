@@ -56,6 +56,21 @@ def build_set(
     return VideoIndex("bench", "train", records, root)
 
 
+def cpu_model() -> str:
+    """The CPU's model name and whether it has bfloat16 matrix units (AMX), which decide how
+    much a bf16 backbone gains; ``platform.processor()`` only says the architecture."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines()
+             if line.startswith("model name")]
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
+    units = "AMX" if "amx_bf16" in flags else "AVX-512 BF16" if "avx512_bf16" in flags else None
+    name = names[0] if names else platform.machine()
+    return f"{name} ({units or 'no bf16 units'})"
+
+
 def machine_header(title: str) -> str:
     """Markdown lines naming the machine, library versions and date of a measurement."""
     versions = ", ".join(
@@ -66,7 +81,7 @@ def machine_header(title: str) -> str:
     return (
         f"## {title}\n\n"
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
-        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{device}; Python {platform.python_version()}\n"
         f"- versions: {versions}\n"
         f"- torch threads: {torch.get_num_threads()}\n"

@@ -1,8 +1,9 @@
 """Spatial augmentation on the accelerator (Kornia), applied after the batch is transferred.
 
 Workers only decode uint8 frames; these modules turn them into normalised float tensors
-on whatever device the batch is on. One batched Kornia call covers every view of every
-video, with parameters shared by all frames of a view and independent across views.
+on whatever device the batch is on. Batched calls (Kornia's, and our per-view colour jitter)
+cover every view of every video, with parameters shared by all frames of a view and
+independent across views.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .color_jitter import ColorJitterPerView
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -31,6 +34,9 @@ __all__ = [
 EvalCrop = Literal["native", "resize"]
 """Evaluation crop: ``"native"`` = a centre crop of the target size at the frame's own
 resolution (the reference's); ``"resize"`` = resize the short side to it, then centre crop."""
+
+_CHUNK_BYTES = {True: 8 << 20, False: 512 << 20}
+"""Float32 bytes of uint8 frames converted at once for the crop, on a CPU (True) or not."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -144,10 +150,11 @@ def crop_and_resize(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
     theta[:, 0, 2] = (2 * left + w) / width - 1
     theta[:, 1, 1] = h / height
     theta[:, 1, 2] = (2 * top + h) / height - 1
-    theta = theta.repeat_interleave(t, dim=0)
-    grid = F.affine_grid(theta, [n * t, c, size, size], align_corners=False)
+    # A clip's frames share its box: they are sampled as channels of one image, so each
+    # sampling position's weights are computed once per clip.
+    grid = F.affine_grid(theta, [n, t * c, size, size], align_corners=False)
     out = F.grid_sample(
-        frames.reshape(n * t, c, height, width),
+        frames.reshape(n, t * c, height, width),
         grid,
         mode="bilinear",
         padding_mode="border",
@@ -160,7 +167,8 @@ class TrainAugmentation(nn.Module):
     """MV-Former view augmentation: uint8 ``[B, V, T, 3, H, W]`` -> float ``[B, V, T, 3, S, S]``.
 
     Random resized crop to ``crop_size`` (:func:`random_resized_crop_boxes`, with the
-    reference's centred fallback), horizontal flip, colour jitter, Gaussian blur (fixed
+    reference's centred fallback), horizontal flip, colour jitter (:class:`ColorJitterPerView`:
+    torchvision's, with a random operation order per view), Gaussian blur (fixed
     ``blur_kernel_size`` (height, width), random sigma), grayscale, then normalisation with
     ``mean``/``std``. Every frame of one view gets the same parameters; views and videos are
     independent. The keyword arguments after ``crop_size`` are those of
@@ -217,11 +225,16 @@ class TrainAugmentation(nn.Module):
         self.crop_size = int(crop_size)
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.crop_ratio = (float(crop_ratio[0]), float(crop_ratio[1]))
+        # Colour jitter first: it is pixel-wise (its contrast mean is the whole frame's), so it
+        # commutes with the flip; Kornia's own jitter shares one op order across the batch.
+        self.jitter = (
+            ColorJitterPerView(brightness, contrast, saturation, hue, p=jitter_prob)
+            if jitter_prob > 0
+            else None
+        )
         steps: list[nn.Module] = []
         if hflip_prob > 0:
             steps.append(K.RandomHorizontalFlip(p=hflip_prob))
-        if jitter_prob > 0:
-            steps.append(K.ColorJitter(brightness, contrast, saturation, hue, p=jitter_prob))
         if blur_prob > 0:
             steps.append(K.RandomGaussianBlur(kernel, tuple(blur_sigma), p=blur_prob))
         if grayscale_prob > 0:
@@ -256,16 +269,33 @@ class TrainAugmentation(nn.Module):
                 f"got {list(frames.shape)}"
             )
         b, v, t, _, height, width = frames.shape
-        clips = _to_unit_float(frames, type(self).__name__).flatten(0, 1)  # [B*V, T, 3, H, W]
+        if frames.dtype != torch.uint8 and not frames.is_floating_point():
+            raise TypeError(
+                f"{type(self).__name__}: frames must be uint8 (or float in [0, 1]), "
+                f"got {frames.dtype}"
+            )
+        clips = frames.flatten(0, 1)  # [B*V, T, 3, H, W]; channel-last memory from the loader
         boxes = random_resized_crop_boxes(
             b * v, height, width, self.crop_scale, self.crop_ratio, device=clips.device
         )
-        out = crop_and_resize(clips, boxes, self.crop_size)
+        size = self.crop_size
+        out = torch.empty((b * v, t, 3, size, size), dtype=torch.float32, device=clips.device)
+        # Float copies of a few frames at a time: a whole batch at full resolution would be a
+        # fresh allocation (and page faults) per step on a CPU.
+        frame_bytes = b * v * 3 * height * width * 4
+        step = max(1, _CHUNK_BYTES[clips.device.type == "cpu"] // frame_bytes)
+        for start in range(0, t, step):
+            part = clips[:, start : start + step]
+            chunk = torch.empty(part.shape, dtype=torch.float32, device=part.device)
+            out[:, start : start + step] = crop_and_resize(chunk.copy_(part), boxes, size)
+        if frames.dtype == torch.uint8:
+            out.mul_(1.0 / 255.0)  # after the (linear) resampling, on the smaller tensor
+        if self.jitter is not None:
+            out = self.jitter(out)
         if self.augment is not None:
             out = self.augment(out)
-        out = out.clamp_(0.0, 1.0)
-        out = (out - self.mean.to(out.device)) / self.std.to(out.device)
-        return out.reshape(b, v, t, 3, self.crop_size, self.crop_size).contiguous()
+        out = out.clamp_(0.0, 1.0).sub_(self.mean.to(out.device)).div_(self.std.to(out.device))
+        return out.reshape(b, v, t, 3, size, size).contiguous()
 
 
 class EvalTransform(nn.Module):

@@ -103,8 +103,9 @@ class VideoDataModule(LightningDataModule):
         pin_memory: pin host memory (only takes effect when CUDA is available).
         augment_in_workers: run the training augmentation in the loader's workers (seeded
             per video) instead of on the device after transfer: pays when the device is the
-            CPU, where the workers' augmentation overlaps with the training step
-            (benchmarks/README.md); on a GPU augmenting after transfer is faster.
+            CPU, where the workers' augmentation overlaps with the training step (6 of 7
+            measured runs, benchmarks/README.md); on a GPU, augmenting after transfer is the
+            design (not measured).
 
     Broken training videos are skipped (the next video is used), warned about and kept in
     :attr:`broken_videos` (also saved in checkpoints through :meth:`state_dict`); when the

@@ -129,3 +129,19 @@ def test_end_to_end_benchmark_compares_three_pipelines_per_layout(tmp_path, caps
     assert pipelines.count("ours, augment in workers") == 2
     assert final.count("end-to-end throughput ours / reference structure: **") == 2
     assert final.count("ours / backbone-only forward = ") == 2
+
+
+def test_augmentation_benchmark_compares_the_three_structures_on_the_same_frames(capsys):
+    bench = _load("bench_augment")
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (1, 2, 3, 40, 48, 3), dtype=torch.uint8).permute(0, 1, 2, 5,
+                                                                                    3, 4)
+    outs = [bench.PreviousAugmentation(16)(frames), bench.ReferencePerView(16)(frames)]
+    for out in outs:  # what ours gives: [B, V, T, 3, S, S] float, normalised
+        assert out.shape == (1, 2, 3, 3, 16, 16) and out.dtype == torch.float32
+        assert out.min() > -2.2 and out.max() < 2.7
+    bench.main(["--quick"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    table = [r for r in rows if "-like" in r]
+    assert len(table) == 2 * 2  # printed as measured, then in the final table
+    assert all(r.rstrip(" |").endswith("x") for r in table)

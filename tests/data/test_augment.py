@@ -210,3 +210,28 @@ def test_crop_boxes_equal_torchvisions_loop_on_the_same_draws():
             attempts_used.append(None)
     assert got.tolist() == want
     assert None in attempts_used and any(k not in (0, None) for k in attempts_used)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])
+def test_each_view_is_its_own_box_resized_whatever_the_conversion_chunks(monkeypatch, chunk_bytes):
+    """Views get different boxes; with the uint8 -> float conversion done one frame at a time
+    (CPU chunks) or all at once, each frame equals the bilinear resize of its view's box, on
+    channel-last input memory as the loader delivers it."""
+    from mvf_lightning.data import augment
+
+    monkeypatch.setattr(augment, "_CHUNK_BYTES", {True: chunk_bytes, False: chunk_bytes})
+    g = torch.Generator().manual_seed(2)
+    frames = torch.randint(0, 256, (2, 2, 3, 30, 40, 3), generator=g, dtype=torch.uint8)
+    frames = frames.permute(0, 1, 2, 5, 3, 4)  # [B, V, T, 3, H, W] over [B, V, T, H, W, 3]
+    aug = TrainAugmentation(crop_size=16, crop_scale=(0.3, 0.9), mean=(0, 0, 0), std=(1, 1, 1),
+                            **OFF)
+    torch.manual_seed(7)
+    out = aug(frames)
+    torch.manual_seed(7)
+    boxes = random_resized_crop_boxes(4, 30, 40, (0.3, 0.9), (3 / 4, 4 / 3))
+    assert len({tuple(b) for b in boxes.tolist()}) == 4
+    clips = frames.flatten(0, 1).float() / 255
+    for n, (top, left, h, w) in enumerate(boxes.tolist()):
+        region = clips[n, :, :, top : top + h, left : left + w]
+        want = F.interpolate(region, size=(16, 16), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(out.flatten(0, 1)[n], want, rtol=0, atol=1e-5)
