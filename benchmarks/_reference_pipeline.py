@@ -21,26 +21,29 @@ from torch.utils.data import Dataset
 from mvf_lightning.data.decode import VideoFile
 
 
+def reference_view_transform(crop_size: int, mean=None, std=None):
+    """torchvision's per-view pipeline as the reference composes it (one draw per call)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(crop_size, scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3)),
+            v2.RandomHorizontalFlip(0.5),
+            v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
+            v2.RandomApply([v2.GaussianBlur((5, 9), (0.1, 2.0))], p=0.4),
+            v2.RandomGrayscale(0.2),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean or (0.485, 0.456, 0.406), std or (0.229, 0.224, 0.225)),
+        ]
+    )
+
+
 class ReferenceStyleClips(Dataset):
     """Whole-video decode, then index; per-view host augmentation; float32 output."""
 
     def __init__(self, index, sampler, crop_size: int, seed: int = 0, mean=None, std=None):
-        from torchvision.transforms import v2
-
         self.index, self.sampler, self.seed = index, sampler, seed
-        mean = mean or (0.485, 0.456, 0.406)
-        std = std or (0.229, 0.224, 0.225)
-        self.view_transform = v2.Compose(
-            [
-                v2.RandomResizedCrop(crop_size, scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3)),
-                v2.RandomHorizontalFlip(0.5),
-                v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
-                v2.RandomApply([v2.GaussianBlur((5, 9), (0.1, 2.0))], p=0.4),
-                v2.RandomGrayscale(0.2),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(mean, std),
-            ]
-        )
+        self.view_transform = reference_view_transform(crop_size, mean, std)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_header  # noqa: E402
+from _reference_pipeline import reference_view_transform  # noqa: E402
 
 from mvf_lightning.data.augment import (  # noqa: E402
     IMAGENET_MEAN,
@@ -81,17 +82,7 @@ class ReferencePerView:
     """torchvision's transforms, one view at a time (the reference's worker-side loop)."""
 
     def __init__(self, crop_size: int) -> None:
-        from torchvision.transforms import v2
-
-        self.transform = v2.Compose([
-            v2.RandomResizedCrop(crop_size, scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3)),
-            v2.RandomHorizontalFlip(0.5),
-            v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
-            v2.RandomApply([v2.GaussianBlur((5, 9), (0.1, 2.0))], p=0.4),
-            v2.RandomGrayscale(0.2),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ])
+        self.transform = reference_view_transform(crop_size, IMAGENET_MEAN, IMAGENET_STD)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         b, v = frames.shape[:2]

@@ -54,14 +54,16 @@ def _check_prob(name: str, p: float, who: str) -> None:
         raise ValueError(f"{who}: {name} must be a probability in [0, 1], got {p}")
 
 
+def _check_pixel_dtype(frames: torch.Tensor, who: str) -> None:
+    if frames.dtype != torch.uint8 and not frames.is_floating_point():
+        raise TypeError(f"{who}: frames must be uint8 (or float in [0, 1]), got {frames.dtype}")
+
+
 def _to_unit_float(frames: torch.Tensor, who: str) -> torch.Tensor:
     """uint8 in [0, 255] -> contiguous float32 in [0, 1]; float input is taken as [0, 1]."""
+    _check_pixel_dtype(frames, who)
     frames = frames.contiguous()  # items are channel-first views of channel-last memory
-    if frames.dtype == torch.uint8:
-        return frames.float().div_(255.0)
-    if frames.is_floating_point():
-        return frames.float()
-    raise TypeError(f"{who}: frames must be uint8 (or float in [0, 1]), got {frames.dtype}")
+    return frames.float().div_(255.0) if frames.dtype == torch.uint8 else frames.float()
 
 
 @dataclass
@@ -269,11 +271,7 @@ class TrainAugmentation(nn.Module):
                 f"got {list(frames.shape)}"
             )
         b, v, t, _, height, width = frames.shape
-        if frames.dtype != torch.uint8 and not frames.is_floating_point():
-            raise TypeError(
-                f"{type(self).__name__}: frames must be uint8 (or float in [0, 1]), "
-                f"got {frames.dtype}"
-            )
+        _check_pixel_dtype(frames, type(self).__name__)
         clips = frames.flatten(0, 1)  # [B*V, T, 3, H, W]; channel-last memory from the loader
         boxes = random_resized_crop_boxes(
             b * v, height, width, self.crop_scale, self.crop_ratio, device=clips.device

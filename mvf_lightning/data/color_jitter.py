@@ -77,11 +77,10 @@ def adjust_hue(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     sextant = (is_r * (db - dg) + is_g * (dr - db) + is_b * (dg - dr)) / divisor
     sextant += is_g * 2.0 + is_b * 4.0 + _per_clip(factors, sextant) * 6.0
     sextant -= torch.floor(sextant / 6.0) * 6.0  # into [0, 6)
-    shape = (3, 1, 1)
-    centre = torch.tensor([3.0, 2.0, 4.0], device=x.device, dtype=x.dtype).view(shape)
-    slope = torch.tensor([1.0, -1.0, -1.0], device=x.device, dtype=x.dtype).view(shape)
-    offset = torch.tensor([-1.0, 2.0, 2.0], device=x.device, dtype=x.dtype).view(shape)
-    saturated = (sextant.unsqueeze(-3) - centre).abs_().mul_(slope).add_(offset).clamp_(0.0, 1.0)
+    saturated = torch.stack(
+        [(sextant - 3.0).abs_() - 1.0, 2.0 - (sextant - 2.0).abs_(), 2.0 - (sextant - 4.0).abs_()],
+        dim=-3,
+    ).clamp_(0.0, 1.0)
     return torch.addcmul((maxc - chroma).unsqueeze(-3), chroma.unsqueeze(-3), saturated)
 
 
