@@ -104,6 +104,19 @@ def is_user_error(error: BaseException) -> bool:
     return legacy and _raised_here(error)
 
 
+def _user_error_in(error: BaseException) -> BaseException | None:
+    """``error`` or the exception it was raised from, if that is a user error: the config
+    parser wraps an error raised while it builds a class (a DataModule refusing its root, a
+    callback refusing a combination of settings) in its own ``ValueError``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if is_user_error(error):
+            return error
+        error = error.__cause__
+    return None
+
+
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text
@@ -182,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("MVF_DEBUG"):
             raise
-        if is_user_error(e):
-            print(f"error: {_one_line(e)}", file=sys.stderr)
+        mistake = _user_error_in(e)
+        if mistake is not None:
+            print(f"error: {_one_line(mistake)}", file=sys.stderr)
             return 1
         traceback.print_exc()
         print(

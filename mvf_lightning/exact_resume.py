@@ -1,21 +1,50 @@
-"""What makes a resumed fit repeat an uninterrupted one step for step.
+"""What makes a resumed fit repeat an uninterrupted one step for step, from any checkpoint.
 
-Two pieces of state are not in a Lightning checkpoint: the global RNG (augmentation on the
-accelerator and dropout draw from it) and the position of the data order inside an epoch.
-The first is made a function of the position: :func:`seed_training_batch` reseeds from
-``(seed, epoch, batch of the epoch, rank)`` before each training batch is augmented. The second
-is read from Lightning's restored loop progress: :func:`continue_data_order` tells the
-:class:`~mvf_lightning.data.datasets.EpochSeededSampler` where the interrupted epoch stopped.
+Three things are not right in a Lightning (2.6) checkpoint as Lightning restores it:
+
+* The global RNG (augmentation on the accelerator and dropout draw from it). It is made a
+  function of the position: :func:`seed_training_batch` reseeds from ``(seed, epoch, batch of
+  the epoch, rank)`` before each training batch is augmented.
+* The position in the data order. :class:`ExactResume` tells every
+  :class:`~mvf_lightning.data.datasets.EpochSeededSampler` the epoch and the items already
+  trained, then recreates the iterator: Lightning creates it before the sampler learns the
+  resumed epoch, and with DataLoader workers the first indices are drawn at that moment.
+* The loop progress of two kinds of checkpoint. :func:`normalize_resume_point` rewrites them
+  into states Lightning continues correctly:
+
+  - written in the epoch's *last* ``on_train_batch_end`` (``every_n_train_steps`` landing on
+    the epoch's end, the requeue's HPC checkpoint after the last batch): Lightning would
+    count the epoch as finished, skipping its validation and the epoch-end hooks, and then
+    skip the next epoch's start (its sampler epoch, progress bar, counters), so a checkpoint
+    of the resumed run restarted that epoch once more. It becomes "every batch trained, the
+    epoch's end (validation, epoch-end hooks) still to do".
+  - written during a validation (SIGTERM, or a requeue signal then): Lightning would continue
+    it from the next batch, or skip it; the alignment metrics need every video, so it is
+    redone from its first video.
+
+Lightning's checkpoint loop format is internal; it is read and written only here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 
-__all__ = ["continue_data_order", "seed_training_batch", "training_position"]
+__all__ = [
+    "ExactResume",
+    "ResumePoint",
+    "continue_data_order",
+    "normalize_resume_point",
+    "seed_training_batch",
+    "training_position",
+]
+
+_BATCHES = "epoch_loop.batch_progress"
+_VALIDATION = "epoch_loop.val_loop.batch_progress"
 
 
 def training_position(trainer: Any) -> tuple[int, int]:
@@ -31,32 +60,119 @@ def seed_training_batch(trainer: Any, seed: int, rank: int) -> None:
     torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def continue_data_order(trainer: Any) -> int:
-    """At the start of a resumed fit, skip the batches the interrupted epoch already trained.
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a fit resumed from a checkpoint continues its data order."""
 
-    Called from ``on_train_start`` (after Lightning restored its loop progress and created the
-    training iterator): tells every :class:`EpochSeededSampler` of the training loader the
-    epoch and the items already seen, then recreates the iterator so that workers start from
-    there. Returns the number of batches skipped (0 for a fresh fit or an epoch boundary).
-    """
+    epoch: int
+    """The epoch whose batches come next."""
+    batches_done: int
+    """Batches of that epoch already trained (0 at an epoch boundary)."""
+    all_batches_done: bool = False
+    """Every batch of ``epoch`` was trained; only its end (validation, hooks) is left."""
+
+
+def _counts(progress: dict, part: str = "total") -> tuple[int, int, int, int]:
+    c = progress.get(part, {})
+    return (int(c.get("ready", 0)), int(c.get("started", 0)), int(c.get("processed", 0)),
+            int(c.get("completed", 0)))
+
+
+def _set(progress: dict, part: str, ready: int, started: int, processed: int,
+         completed: int) -> None:
+    progress[part] = dict(ready=ready, started=started, processed=processed, completed=completed)
+
+
+def _validation_interrupted(progress: dict) -> bool:
+    """A validation had started in this epoch and not finished its last batch."""
+    started = _counts(progress, "current")[1]
+    finished = progress.get("is_last_batch") and _counts(progress, "current")[3] == started
+    return started > 0 and not finished
+
+
+def _redo_validation(progress: dict) -> None:
+    """Lightning's "restarted mid-evaluation" state with nothing done in the current run:
+    the validation runs again from its first batch."""
+    n = _counts(progress)[1]
+    if not _validation_interrupted(progress):
+        n += 1  # not started yet: one batch "started" so that Lightning goes and runs it
+    _set(progress, "total", n, n, n - 1, n - 1)
+    _set(progress, "current", 0, 0, 0, 0)
+    progress["is_last_batch"] = False
+
+
+def normalize_resume_point(checkpoint: dict) -> ResumePoint | None:
+    """Rewrite the loop progress of ``checkpoint`` (in place) into a state Lightning resumes
+    exactly (see the module doc) and return where the data order continues; None for a
+    checkpoint without training loop state."""
+    fit = (checkpoint.get("loops") or {}).get("fit_loop")
+    if not fit or "epoch_progress" not in fit:
+        return None
+    _ready, started, processed, _completed = _counts(fit["epoch_progress"], "current")
+    epoch = processed
+    if started == processed:  # between epochs: the next one starts from its first batch
+        return ResumePoint(epoch, 0)
+    batches = fit.get(_BATCHES) or {}
+    validation = fit.get(_VALIDATION)
+    b_ready, b_started, b_processed, b_completed = _counts(batches)
+    in_last_batch_end = (
+        batches.get("is_last_batch")
+        and b_ready == b_started == b_processed
+        and b_completed == b_processed - 1
+    )
+    if in_last_batch_end:
+        for part in ("total", "current"):
+            r, s, p, _ = _counts(batches, part)
+            _set(batches, part, r, s, p, p)
+        if validation is not None:
+            _redo_validation(validation)
+        return ResumePoint(epoch, _counts(batches, "current")[2], all_batches_done=True)
+    if validation is not None and _validation_interrupted(validation):
+        _redo_validation(validation)
+    done = _counts(batches, "current")[2]
+    last = bool(batches.get("is_last_batch")) and done > 0
+    return ResumePoint(epoch, done, all_batches_done=last)
+
+
+def continue_data_order(trainer: Any, point: ResumePoint) -> int:
+    """Continue every :class:`EpochSeededSampler` of the training loader at ``point`` and
+    recreate the loader's iterator (Lightning made it before the sampler's epoch was known).
+    Called from ``on_train_start`` of a resumed fit. Returns the batches skipped."""
     from .data.datasets import EpochSeededSampler
 
     fit_loop = trainer.fit_loop
-    epoch = int(fit_loop.epoch_progress.current.processed)
-    done = int(fit_loop.epoch_loop.batch_progress.current.processed)
-    total = trainer.num_training_batches
-    if trainer.ckpt_path is None or done <= 0 or done >= total:
-        return 0
     loader = fit_loop._combined_loader
     fetcher = fit_loop._data_fetcher
     resumed = False
     for dl in loader.flattened if loader is not None else []:
         sampler = getattr(dl, "sampler", None)
         if isinstance(sampler, EpochSeededSampler):
-            seen = done * (getattr(dl, "batch_size", None) or 1)
-            sampler.resume_at(epoch, min(seen, sampler.num_samples))
+            if point.all_batches_done:
+                seen = sampler.num_samples
+            else:
+                seen = min(point.batches_done * (getattr(dl, "batch_size", None) or 1),
+                           sampler.num_samples)
+            sampler.resume_at(point.epoch, seen)
             resumed = True
     if not resumed or fetcher is None:
         return 0
-    iter(fetcher)  # Lightning created the iterator before its epoch was known
-    return done
+    iter(fetcher)
+    return point.batches_done
+
+
+class ExactResume(Callback):
+    """Resuming a fit from any checkpoint continues where it was written (see module doc):
+    the loop state is normalised when the checkpoint is loaded, and the data order is
+    continued when training starts."""
+
+    def __init__(self) -> None:
+        self._point: ResumePoint | None = None
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
+        fn = getattr(getattr(trainer, "state", None), "fn", None)
+        self._point = normalize_resume_point(checkpoint) if fn in (None, "fit") else None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        point, self._point = self._point, None
+        if point is not None and trainer.ckpt_path is not None:
+            continue_data_order(trainer, point)

@@ -9,30 +9,38 @@
   folder (``version_N``) it had just created, if nothing but the run's config is in it.
 * :class:`~mvf_lightning.slurm_requeue.RequeueAtStepBoundary`: Slurm's requeue signal is acted
   on where every rank is at the same point (see that module).
+* :class:`RunStatus`: how the fit is going or ended (``status.json`` in each log folder, read
+  by ``results``; see :mod:`mvf_lightning.run_status`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .exact_resume import ExactResume
+from .run_status import STATUS_FILE, read_status, write_status
 from .slurm_requeue import RequeueAtStepBoundary
 
 __all__ = [
     "INTERRUPTED_CHECKPOINT",
     "NoEmptyLogDir",
+    "RunStatus",
     "SigtermCheckpoint",
     "fault_callbacks",
+    "logger_run_folder",
+    "record_status",
     "remove_empty_log_dirs",
 ]
 
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
-_RUN_FILES = {"config.yaml", "hparams.yaml"}
+_RUN_FILES = {"config.yaml", "hparams.yaml", STATUS_FILE}
 
 
 def _checkpoint_dir(trainer: Any) -> str:
@@ -59,7 +67,7 @@ class SigtermCheckpoint(Callback):
             path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
         else:
             path = os.path.join(_checkpoint_dir(trainer), INTERRUPTED_CHECKPOINT)
-        trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
+        trainer.save_checkpoint(path, weights_only=False)  # every rank calls it; rank 0 writes
         exception.checkpoint_path = path
 
 
@@ -99,6 +107,72 @@ def remove_empty_log_dirs() -> list[str]:
     return removed
 
 
+def logger_run_folder(logger: Any) -> Path | None:
+    """The folder that represents this run for one logger: W&B's ``<save_dir>/<project>/<run
+    id>`` (known without starting a W&B run), another logger's ``log_dir``; None if none."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        run_id = logger.version
+        return Path(logger.save_dir or ".") / str(logger.name) / str(run_id) if run_id else None
+    log_dir = getattr(logger, "log_dir", None)
+    return Path(log_dir) if log_dir else None
+
+
+def _run_folders(trainer: Any) -> list[Path]:
+    folders = (logger_run_folder(logger) for logger in trainer.loggers)
+    return list(dict.fromkeys(f for f in folders if f is not None))
+
+
+def record_status(trainer: Any, status: str, **fields: Any) -> None:
+    """Write the fit's ``status`` into every logger's run folder (global rank 0)."""
+    if not trainer.is_global_zero:
+        return
+    position = {"epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step)}
+    for folder in _run_folders(trainer):
+        write_status(folder, status, **position, **fields)
+
+
+class RunStatus(Callback):
+    """Records a fit's state in ``status.json``: ``running`` from its setup (refreshed after
+    every training epoch and validation), then ``finished``, ``failed``, ``stopped`` or
+    ``requeued`` (see :data:`mvf_lightning.run_status.STATES`)."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            record_status(trainer, "running", exit_code=None, reason="")
+
+    def _refresh(self, trainer: Any, *args: Any) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            record_status(trainer, "running")
+
+    on_train_epoch_end = _refresh
+    on_validation_end = _refresh
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        record_status(trainer, "finished", exit_code=0, reason="")
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if trainer.state.fn != "fit" or not trainer.is_global_zero:
+            return
+        if isinstance(exception, SIGTERMException):
+            requeued = any((read_status(f) or {}).get("status") == "requeued"
+                           for f in _run_folders(trainer))
+            if requeued:
+                record_status(trainer, "requeued", exit_code=143,
+                              reason="requeued by Slurm, then stopped by its SIGTERM")
+            else:
+                record_status(trainer, "stopped", exit_code=143, reason="SIGTERM")
+        elif isinstance(exception, KeyboardInterrupt):
+            record_status(trainer, "stopped", exit_code=1, reason="KeyboardInterrupt")
+        else:
+            text = " ".join(str(exception).split())[:300]
+            record_status(trainer, "failed", exit_code=1,
+                          reason=f"{type(exception).__name__}: {text}")
+
+
 def fault_callbacks() -> list[Callback]:
     """The callbacks every fit gets from the CLI."""
-    return [SigtermCheckpoint(), NoEmptyLogDir(), RequeueAtStepBoundary()]
+    return [
+        SigtermCheckpoint(), NoEmptyLogDir(), RequeueAtStepBoundary(), ExactResume(), RunStatus()
+    ]

@@ -16,15 +16,15 @@ import time
 import warnings
 from typing import Any
 
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from .config_files import config_sources
 from .errors import CheckpointError, ConfigError, MissingFileError
-from .faults import fault_callbacks
+from .faults import fault_callbacks, logger_run_folder
 from .module import MVFormerModule
 from .runs import add_run_arguments, start_run_from_config
-from .sweep import name_sweep_run
+from .sweep import log_sweep_run_to_wandb, name_sweep_run
 from .wandb_setup import offline_unless_reachable
 
 _KEY_PATTERNS = (
@@ -143,19 +143,52 @@ class RunConfigSaver(SaveConfigCallback):
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for logger in _wandb_loggers(trainer):
-            run = logger.experiment
-            run.config.update({"cli": _to_plain(self.config)}, allow_val_change=True)
-            run_dir = os.path.join(logger.save_dir or ".", str(logger.name), str(run.id))
-            os.makedirs(run_dir, exist_ok=True)
-            path = os.path.join(run_dir, self.config_filename)
-            if not os.path.exists(path):
-                self.parser.save(self.config, path, skip_none=False, multifile=False)
+            logger.experiment.config.update({"cli": _to_plain(self.config)}, allow_val_change=True)
+            run_dir = logger_run_folder(logger)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            path = run_dir / self.config_filename
+            if not path.exists():
+                self.parser.save(self.config, str(path), skip_none=False, multifile=False)
 
 
 def _wandb_loggers(trainer: Any) -> list:
     from lightning.pytorch.loggers import WandbLogger
 
     return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+
+
+def build_trainer(
+    *,
+    limit_train_batches: int | float | None = None,
+    limit_val_batches: int | float | None = None,
+    limit_test_batches: int | float | None = None,
+    limit_predict_batches: int | float | None = None,
+    overfit_batches: int | float = 0.0,
+    **kwargs: Any,
+) -> Trainer:
+    """Lightning's ``Trainer`` with its arguments as the CLI's ``trainer`` section.
+
+    Lightning declares the batch limits ``Optional[Union[int, float]]``, but Python's cache
+    of ``typing.Union`` can hand back an equal ``Union[float, int, None]`` made earlier, and
+    the parser then reads ``1`` as the fraction ``1.0`` (the whole epoch) instead of one
+    batch. Declared here with ``int`` first, an integer stays a number of batches.
+
+    Args:
+        limit_train_batches: How much of the training dataset to use per epoch: a float is a
+            fraction, an int a number of batches. Default: ``1.0``.
+        limit_val_batches: The same for validation.
+        limit_test_batches: The same for testing.
+        limit_predict_batches: The same for prediction.
+        overfit_batches: Overfit a fraction (float) or a number (int) of training batches.
+    """
+    return Trainer(
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=limit_val_batches,
+        limit_test_batches=limit_test_batches,
+        limit_predict_batches=limit_predict_batches,
+        overfit_batches=overfit_batches,
+        **kwargs,
+    )
 
 
 class MVFLightningCLI(LightningCLI):
@@ -175,6 +208,7 @@ class MVFLightningCLI(LightningCLI):
         super().__init__(
             MVFormerModule,
             LightningDataModule,
+            trainer_class=build_trainer,
             subclass_mode_data=True,
             parser_class=MVFArgumentParser,
             # allow_abbrev=False: `--trainer.max_epoch` is a typo, not `max_epochs`.
@@ -211,7 +245,9 @@ class MVFLightningCLI(LightningCLI):
             self.run_identity = start_run_from_config(self.config["fit"])
 
     def before_instantiate_classes(self) -> None:
-        if self.subcommand is not None:  # a W&B sweep run gets a name showing its values
+        if self.subcommand == "fit":  # a W&B sweep run logs to W&B, named by its values
+            log_sweep_run_to_wandb(self.config[self.subcommand])
+        if self.subcommand is not None:
             name_sweep_run(self.config[self.subcommand], self._args)
         sub = self.config.get("subcommand")
         trainer_cfg = self.config[sub]["trainer"] if sub else self.config.get("trainer")

@@ -14,7 +14,7 @@ import torch
 
 from .errors import CheckpointError, MissingFileError
 from .evaluation.windows import equal_windows
-from .exact_resume import continue_data_order, seed_training_batch
+from .exact_resume import seed_training_batch
 from .losses import SequenceLoss, build_loss
 from .models.backbone import BackboneConfig
 from .models.cached_backbone import CachedBackbone, FeatureCacheConfig
@@ -206,9 +206,6 @@ class MVFormerModule(pl.LightningModule):
         return MVFormer.normalize(self.model(frames, valid)["embeddings"])
 
     # ------------------------------------------------------------------ exact resume
-    def on_train_start(self) -> None:
-        continue_data_order(self.trainer)
-
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Before the DataModule augments the batch on the device: augmentation and dropout of
         # each training batch then depend only on its position, so a resumed fit repeats.

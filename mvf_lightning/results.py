@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import socket
 import struct
 import sys
 import time
@@ -28,11 +29,19 @@ from typing import Any
 
 import yaml
 
+from .errors import DataError
+from .run_status import STATUS_FILE, read_status
 from .sweep import _short_keys
 
-STATUSES = ("finished", "failed (exit N)", "running", "stopped")
-"""finished: exited normally or reached max_epochs; failed: W&B saw a non-zero exit;
-running: written to in the last ``--active-minutes``; stopped: none of these (killed, or lost)."""
+STATUSES = ("finished", "failed (exit N)", "stopped (why, exit N)", "requeued", "running",
+            "unreadable (why)")
+"""From the run's ``status.json`` (written by every fit, :mod:`mvf_lightning.run_status`):
+finished (exit 0), failed (an error), stopped (SIGTERM or Ctrl-C, with a checkpoint to resume;
+or its process is gone without a word; or silent for longer than ``--active-minutes``),
+requeued (Slurm continues it in a new attempt), running. Runs from before ``status.json``:
+finished when W&B recorded exit 0 or max_epochs was reached, failed on W&B's non-zero exit,
+running when written to in the last ``--active-minutes``, else stopped. A run whose files
+cannot be read is listed as unreadable, with the reason."""
 
 _WANDB_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[^.\s]+)$")
 _EVAL_JSON = re.compile(r"^(?P<stage>[a-z]+)_epoch(?P<epoch>\d+)\.json$")
@@ -179,25 +188,79 @@ def _evaluation_metrics(folder: Path) -> tuple[dict[str, float], int | None]:
 
 
 def _csv_metrics(path: Path) -> tuple[dict[str, float], int | None]:
-    """Last value of each column of a CSV logger's metrics.csv, and the highest epoch."""
+    """Last value of each column of a CSV logger's metrics.csv, and the highest epoch.
+    A row cut short by a kill (the file's last line) is ignored; any other value that is
+    not a number makes the file unreadable, named with its line."""
     metrics: dict[str, float] = {}
     epoch = None
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for key, value in row.items():
-                if value in ("", None) or key is None:
-                    continue
-                if key == "epoch":
-                    epoch = max(epoch or 0, int(float(value)))
-                elif key != "step":
-                    metrics[key] = float(value)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a CSV metrics table ({e})") from None
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():  # more or fewer fields than the header
+            if line == len(rows) + 1:
+                continue  # the last line, cut short while being written
+            raise DataError(f"{path} line {line}: not as many fields as the header")
+        for key, value in row.items():
+            if value in ("", None) or key is None:
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                raise DataError(f"{path} line {line}: {key}={value!r} is not a number") from None
+            if key == "epoch":
+                epoch = max(epoch or 0, int(number))
+            elif key != "step":
+                metrics[key] = number
     return metrics, epoch
 
 
 def _status(finished: bool, newest_write: float, active_s: float) -> str:
+    """For a run folder without ``status.json``: a guess from its files."""
     if finished:
         return "finished"
     return "running" if time.time() - newest_write < active_s else "stopped"
+
+
+def _process_gone(record: dict) -> bool:
+    """Whether the process a ``running`` record names ran on this machine and has ended."""
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _recorded_status(folder: Path | None, newest_write: float, active_s: float) -> str | None:
+    """The status a run folder's ``status.json`` records, or None without one."""
+    record = read_status(folder) if folder is not None else None
+    if record is None:
+        return None
+    state, code, reason = record["status"], record.get("exit_code"), record.get("reason") or ""
+    if state == "finished":
+        return "finished"
+    if state == "failed":
+        return f"failed (exit {code if code is not None else '?'})"
+    if state == "stopped":
+        return f"stopped ({reason or 'interrupted'}, exit {code})"
+    if state == "requeued":
+        return "requeued"
+    if _process_gone(record):
+        return "stopped (its process is gone)"
+    try:
+        updated = time.mktime(time.strptime(record["updated"][:19], "%Y-%m-%dT%H:%M:%S"))
+    except (KeyError, ValueError):
+        updated = 0.0
+    silent = time.time() - max(updated, newest_write)
+    if silent < active_s:
+        return "running"
+    return f"stopped (silent for {silent / 3600:.1f} h)"
 
 
 def _max_epochs(config: dict) -> int | None:
@@ -235,8 +298,9 @@ def collect_runs(roots: Sequence[Path], active_minutes: float = 10.0) -> list[Ru
     for root in roots:
         if not root.is_dir():
             raise FileNotFoundError(f"results: {root} is not a folder")
-        for path in sorted(root.rglob("config*.yaml")):
-            config_dirs.setdefault(path.parent.name, path.parent)
+        for pattern in ("config*.yaml", STATUS_FILE):
+            for path in sorted(root.rglob(pattern)):
+                config_dirs.setdefault(path.parent.name, path.parent)
         found += [(kind, folder, root) for kind, folder in _run_folders(root)]
     runs, seen = [], set()
     # W&B folders first: they claim the config / evaluation folder of their run id.
@@ -244,10 +308,15 @@ def collect_runs(roots: Sequence[Path], active_minutes: float = 10.0) -> list[Ru
         if folder in seen:
             continue
         seen.add(folder)
-        if kind == "wandb":
-            runs.append(_wandb_run(folder, config_dirs, active_s, seen))
-        else:
-            runs.append(_local_run(kind, folder, root, active_s))
+        try:
+            if kind == "wandb":
+                runs.append(_wandb_run(folder, config_dirs, active_s, seen))
+            else:
+                runs.append(_local_run(kind, folder, root, active_s))
+        except (OSError, ValueError) as e:  # one bad run never costs the table
+            name = str(folder.relative_to(root)) if folder != root else folder.name
+            reason = " ".join(str(e).split())
+            runs.append(Run(name=name, path=folder, source=kind, status=f"unreadable ({reason})"))
     return runs
 
 
@@ -273,7 +342,10 @@ def _wandb_run(folder: Path, config_dirs: dict[str, Path], active_s: float, seen
     run.max_epochs = _max_epochs(run.config)
     code = data["exit_code"]
     newest = max(p.stat().st_mtime for p in folder.glob("*.wandb"))
-    if code:
+    recorded = _recorded_status(extra, newest, active_s)
+    if recorded is not None:
+        run.status = recorded
+    elif code:
         run.status = f"failed (exit {code})"
     else:
         finished = code == 0 or _reached_max(run.epochs, run.max_epochs)
@@ -295,7 +367,9 @@ def _local_run(kind: str, folder: Path, root: Path, active_s: float) -> Run:
     files += list((folder / "evaluation").glob("*.json"))
     run.max_epochs = _max_epochs(run.config)
     newest = max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
-    run.status = _status(_reached_max(run.epochs, run.max_epochs), newest, active_s)
+    run.status = _recorded_status(folder, newest, active_s) or _status(
+        _reached_max(run.epochs, run.max_epochs), newest, active_s
+    )
     return run
 
 

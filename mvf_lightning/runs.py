@@ -20,14 +20,13 @@ import os
 import re
 import secrets
 import string
+import sys
 import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from lightning.pytorch.callbacks import Callback
 
 from .utils.atomic import atomic_path
 
@@ -97,11 +96,16 @@ def checkpoint_candidates(run_dir: Path, checkpoint_dirs: list[Path]) -> list[Pa
     return sorted(unique, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def newest_checkpoint(run_dir: Path, checkpoint_dirs: list[Path]) -> Path | None:
-    """The checkpoint a restarted run continues from: the newest readable one, or None."""
+def newest_checkpoint(
+    run_dir: Path, checkpoint_dirs: list[Path], skipped: list[Path] | None = None
+) -> Path | None:
+    """The checkpoint a restarted run continues from: the newest readable one, or None.
+    Newer ones that cannot be read (cut short by a kill) are appended to ``skipped``."""
     for path in checkpoint_candidates(run_dir, checkpoint_dirs):
         if is_readable_checkpoint(path):
             return path
+        if skipped is not None:
+            skipped.append(path)
     return None
 
 
@@ -156,7 +160,15 @@ def start_run(
     auto = resume == "auto" or job is not None
 
     folders = checkpoint_dirs(run_dir) if checkpoint_dirs else [run_dir / CHECKPOINT_DIRNAME]
-    newest = newest_checkpoint(run_dir, folders)
+    unreadable: list[Path] = []
+    newest = newest_checkpoint(run_dir, folders, unreadable)
+    if unreadable and auto and not explicit_ckpt and rank == 0:
+        where = f"continuing from {newest}" if newest else "no readable one left: starting over"
+        print(
+            f"warning: run {name!r}: skipped {len(unreadable)} unreadable checkpoint(s) (cut "
+            f"short while being written?): {', '.join(str(p) for p in unreadable)}; {where}",
+            file=sys.stderr, flush=True,
+        )
     resume_from = None
     if newest is not None and not explicit_ckpt:
         if auto:
@@ -187,36 +199,6 @@ def start_run(
         with atomic_path(run_dir / RUN_FILE) as tmp:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
     return Run(name=name, dir=run_dir, wandb_id=wandb_id, resume_from=resume_from)
-
-
-class RedoInterruptedValidation(Callback):
-    """Resuming from a checkpoint written during a validation (an HPC checkpoint when the
-    requeue signal arrives then) redoes that validation from its first video.
-
-    Left alone, Lightning continues a validation interrupted inside a step from the next
-    batch, and skips one interrupted in a batch hook or between batches; the alignment
-    metrics need every video at once. The loop's counters are set to Lightning's
-    "restarted mid-evaluation" state with nothing done in the current run.
-    """
-
-    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
-        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
-        progress = fit_loop.get("epoch_loop.val_loop.batch_progress")
-        if not progress or not _interrupted(progress):
-            return
-        started = progress["total"]["started"]
-        progress["total"].update(ready=started, started=started, processed=started - 1,
-                                 completed=started - 1)
-        progress["current"] = dict.fromkeys(progress["current"], 0)
-        progress["is_last_batch"] = False
-
-
-def _interrupted(progress: dict) -> bool:
-    """A validation had started in this epoch and not finished its last batch."""
-    current = progress.get("current", {})
-    started = current.get("started", 0)
-    finished = progress.get("is_last_batch") and current.get("completed") == started
-    return started > 0 and not finished
 
 
 # --- applying a run to a parsed LightningCLI ``fit`` config ---------------------------------
@@ -284,7 +266,6 @@ def apply_run(config: Any, run: Run) -> None:
     """Point a parsed ``fit`` config at the run: its directory for the trainer's root (where
     Lightning writes and finds HPC checkpoints), the loggers and ``ModelCheckpoint`` folders
     left unset, the W&B id with ``resume="allow"``, and ``ckpt_path`` to resume from."""
-    from jsonargparse import Namespace
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import WandbLogger
 
@@ -312,9 +293,6 @@ def apply_run(config: Any, run: Run) -> None:
                 _set(args, "dirpath", str(run.dir / CHECKPOINT_DIRNAME))
     if run.resume_from is not None:
         _set(config, "ckpt_path", str(run.resume_from))
-        callbacks = _get(trainer, "callbacks")
-        redo = Namespace(class_path=f"{__name__}.RedoInterruptedValidation")
-        _set(trainer, "callbacks", [*_entries(callbacks), redo])
 
 
 def add_run_arguments(parser: Any) -> None:

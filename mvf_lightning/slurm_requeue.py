@@ -71,6 +71,10 @@ class RequeueAtStepBoundary(Callback):
             rank_zero_info("requeue signal in the final epoch's end: the fit finishes, no requeue")
             return
         trainer._signal_connector._slurm_sigusr_handler_fn(self._signum, None)
+        from .faults import record_status  # faults imports this module
+
+        record_status(trainer, "requeued", exit_code=None,
+                      reason="requeued by Slurm; the run continues in the job's next attempt")
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._signum is None:

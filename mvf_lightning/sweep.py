@@ -10,6 +10,7 @@ offline run has no name otherwise. Lightning-free.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,38 @@ def run_name(values: Mapping[str, Any]) -> str:
     return " ".join(f"{short[k]}={_format_value(v)}" for k, v in values.items())
 
 
+def _loggers(trainer: Any) -> list[Any]:
+    loggers = trainer.get("logger") if trainer is not None else None
+    if loggers is None or isinstance(loggers, bool):
+        return []
+    return list(loggers) if isinstance(loggers, list) else [loggers]
+
+
+def log_sweep_run_to_wandb(config: Any, env: Mapping[str, str] = os.environ) -> bool:
+    """Under a sweep agent, add a ``WandbLogger`` to the config's loggers when it has none:
+    the sweep reads its metric from the agent's W&B run, so a run that logs only to CSV (the
+    demo's logger) would never reach it. The config's own loggers stay. Returns True when one
+    was added."""
+    if not in_sweep(env):
+        return False
+    trainer = config.get("trainer") if hasattr(config, "get") else None
+    if trainer is None:
+        return False
+    loggers = _loggers(trainer)
+    if any(getattr(logger, "class_path", None) == WANDB_LOGGER for logger in loggers):
+        return False
+    from jsonargparse import Namespace
+
+    save_dir = trainer.get("default_root_dir") or "runs"
+    project = env.get("WANDB_PROJECT") or "mvf_lightning"
+    loggers.append(Namespace(class_path=WANDB_LOGGER,
+                             init_args=Namespace(save_dir=str(save_dir), project=project)))
+    trainer["logger"] = loggers
+    print(f"note: a W&B sweep run: logging to W&B as well (project {project!r}, files under "
+          f"{save_dir}), where the sweep reads its metric", file=sys.stderr, flush=True)
+    return True
+
+
 def name_sweep_run(config: Any, argv: Sequence[str], env: Mapping[str, str] = os.environ) -> None:
     """Under a sweep agent, give every ``WandbLogger`` in ``config`` (the parsed LightningCLI
     config of the subcommand) without a ``name`` one that shows the swept values."""
@@ -88,11 +121,8 @@ def name_sweep_run(config: Any, argv: Sequence[str], env: Mapping[str, str] = os
     if not values:
         return
     trainer = config.get("trainer") if hasattr(config, "get") else None
-    loggers = trainer.get("logger") if trainer is not None else None
-    if not isinstance(loggers, list):
-        loggers = [loggers]
     name = run_name(values)
-    for logger in loggers:
+    for logger in _loggers(trainer):
         if getattr(logger, "class_path", None) != WANDB_LOGGER:
             continue
         init_args = logger.get("init_args")

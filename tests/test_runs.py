@@ -12,7 +12,6 @@ import torch
 from jsonargparse import Namespace
 
 from mvf_lightning.runs import (
-    RedoInterruptedValidation,
     RunError,
     apply_run,
     newest_checkpoint,
@@ -138,33 +137,21 @@ def test_apply_run_points_loggers_checkpoints_and_resume_at_the_run(tmp_path):
     assert config.trainer.callbacks[0].init_args.dirpath == str(tmp_path / "r" / "checkpoints")
     assert config.trainer.callbacks[1].init_args.dirpath == "mine"  # the user's choice stays
     assert config.ckpt_path == str(tmp_path / "r" / "checkpoints" / "last.ckpt")
-    # A resumed run redoes a validation its checkpoint interrupted.
-    assert config.trainer.callbacks[-1].class_path == "mvf_lightning.runs.RedoInterruptedValidation"
 
 
-def val_progress(ready, started, processed, completed, last=False):
-    counts = dict(ready=ready, started=started, processed=processed, completed=completed)
-    return {"total": dict(counts), "current": dict(counts), "is_last_batch": last}
-
-
-def test_validation_interrupted_by_a_checkpoint_is_redone_from_its_first_video():
-    key = "epoch_loop.val_loop.batch_progress"
-    # Inside a step, inside a batch hook, between two batches, inside the last step.
-    for counts in [(4, 4, 3, 3), (4, 4, 4, 3), (4, 4, 4, 4), (6, 6, 5, 5, True)]:
-        mid = {"loops": {"fit_loop": {key: val_progress(*counts)}}}
-        RedoInterruptedValidation().on_load_checkpoint(None, None, mid)
-        progress = mid["loops"]["fit_loop"][key]
-        assert progress["current"] == dict(ready=0, started=0, processed=0, completed=0)
-        n = counts[1]
-        # Lightning's "restarted mid-evaluation": it goes back and runs the validation.
-        assert progress["total"] == dict(ready=n, started=n, processed=n - 1, completed=n - 1)
-        assert progress["is_last_batch"] is False
-    # A finished validation, or none yet, is left as it is.
-    for counts in [(6, 6, 6, 6, True), (0, 0, 0, 0)]:
-        done = {"loops": {"fit_loop": {key: val_progress(*counts)}}}
-        RedoInterruptedValidation().on_load_checkpoint(None, None, done)
-        assert done["loops"]["fit_loop"][key] == val_progress(*counts)
-    RedoInterruptedValidation().on_load_checkpoint(None, None, {})  # no loops: nothing to do
+def test_resume_auto_names_the_unreadable_checkpoints_it_skips(tmp_path, capsys):
+    folder = tmp_path / "r" / "checkpoints"
+    folder.mkdir(parents=True)
+    good = folder / "epoch=1.ckpt"
+    torch.save({"epoch": 1}, good)
+    torn = folder / "last.ckpt"
+    torn.write_bytes(good.read_bytes()[:100])  # cut short by a kill while being written
+    os.utime(good, (1, 1))  # the readable one is older
+    run = start_run("r", "auto", tmp_path, rank=0)
+    assert run.resume_from == good
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line.startswith("warning: run 'r': skipped 1 unreadable checkpoint(s)")
+    assert str(torn) in line and f"continuing from {good}" in line
 
 
 def test_requeue_can_be_turned_off_from_the_command_line(tmp_path):

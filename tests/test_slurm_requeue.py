@@ -1,5 +1,5 @@
-"""Slurm's requeue signal without a cluster: DataLoader workers leave it to the main process,
-and the fit acts on it at the end of the batch it arrived in, not inside the handler."""
+"""Slurm's requeue signal without a cluster: the fit acts on it at the end of the batch it
+arrived in, not inside the handler (workers ignore it: tests/faults/test_worker_signals.py)."""
 
 from __future__ import annotations
 
@@ -7,36 +7,12 @@ import os
 import signal
 
 import pytest
-import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Trainer
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
-from torch.utils.data import DataLoader, Dataset
 
-from mvf_lightning.data.datasets import worker_leaves_signals_to_main
 from mvf_lightning.slurm_requeue import RequeueAtStepBoundary
-
-
-class _WorkerSignals(Dataset):
-    def __len__(self) -> int:
-        return 1
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        ignored = [signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGTERM, signal.SIGUSR1)]
-        return torch.tensor(ignored)
-
-
-def test_dataloader_workers_ignore_sigterm_and_the_requeue_signal():
-    previous = signal.signal(signal.SIGUSR1, lambda *a: None)  # as Lightning's handler would be
-    try:
-        loader = DataLoader(_WorkerSignals(), num_workers=1,
-                            worker_init_fn=worker_leaves_signals_to_main,
-                            multiprocessing_context="fork")
-        assert next(iter(loader)).tolist() == [[True, True]]
-        assert signal.getsignal(signal.SIGUSR1) != signal.SIG_IGN  # the main process keeps its own
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
 
 
 class _SignalledAtStep(BoringModel):

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ExistingFileError
 from .matching import METHODS, Match, match_frames, pairwise_distances, transfer_labels
 
 __all__ = ["FORMAT", "main", "run_align"]
@@ -74,9 +75,19 @@ def _check_out(out: Path, inputs: dict, overwrite: bool) -> None:
     """Refuse a folder that holds another alignment; the same inputs are simply redone.
     Only the keys of ``inputs`` are compared (the model is known only once it is loaded)."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
+        raise ExistingFileError(f"{out}: exists and is not a folder")
     existing = out / "alignment.json"
-    if overwrite or not existing.is_file():
+    if overwrite:
+        return
+    if not existing.is_file():
+        # No alignment of ours: files with our output names are someone else's.
+        taken = [p.name for p in sorted(out.glob("*")) if p.name in OUTPUTS
+                 or p.name.startswith("phases_") and p.suffix == ".npy"] if out.is_dir() else []
+        if taken:
+            raise ExistingFileError(
+                f"{out}: already holds {', '.join(taken)} (not written by an alignment: no "
+                "alignment.json); choose another --out or pass --overwrite"
+            )
         return
     try:
         old = json.loads(existing.read_text()).get("inputs")
@@ -84,7 +95,7 @@ def _check_out(out: Path, inputs: dict, overwrite: bool) -> None:
     except (ValueError, AttributeError):
         old = None
     if old != inputs:
-        raise FileExistsError(
+        raise ExistingFileError(
             f"{out}: holds another alignment (alignment.json with other inputs); choose another "
             "--out or pass --overwrite"
         )

@@ -43,7 +43,7 @@ from .datasets import (
     collate_train,
     worker_leaves_signals_to_main,
 )
-from .index import VideoIndex, load_split
+from .index import VideoIndex, load_split, require_dataset_root
 from .probe import ProbeReport, check_training_videos, probe_cache_dir, warn_frame_mismatches
 from .sampling import TimeAugmentSampler, TimeWindow
 
@@ -122,6 +122,9 @@ class VideoDataModule(LightningDataModule):
     """The protocol's frame stride for Kendall's tau and retrieval (FineGym: 5)."""
     protocol_settings: ClassVar[dict[str, Any]] = {}
     """Dataset-specific :class:`~mvf_lightning.evaluation.protocol.EvalProtocol` settings."""
+    makes_its_data: ClassVar[bool] = False
+    """True for a DataModule that creates its dataset itself (the demo); otherwise a missing
+    dataset root is an error as soon as the DataModule is made."""
 
     def __init__(
         self,
@@ -210,6 +213,13 @@ class VideoDataModule(LightningDataModule):
         self.eval_dataset: ConcatDataset | None = None
         self.broken = BrokenVideoTracker(0, self.max_broken_fraction, self.max_broken_videos)
         self._eval_indexes: dict[str, VideoIndex] | None = None
+        if not self.makes_its_data:
+            # Checked now, before the CLI builds the model (pretrained weights can take long).
+            roots = [self.root]
+            if self.eval_train_split is not None and self.eval_val_split is not None:
+                roots.append(self.eval_root)
+            for root in dict.fromkeys(roots):
+                require_dataset_root(root, self.hint(root))
 
     # ------------------------------------------------------------------ normalisation
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

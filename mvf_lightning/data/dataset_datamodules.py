@@ -29,7 +29,8 @@ class PennActionDataModule(VideoDataModule):
 
     prepare_hint = (
         "python -m mvf_lightning prepare penn-action --source <Penn_Action> --labels "
-        "<penn_action_labels> --out {root}` (or `--carl <CARL penn_action> --trust-pickle`"
+        "<penn_action_labels> --out {root} (from CARL's release: --carl <CARL penn_action> "
+        "--trust-pickle instead of --source and --labels)"
     )
 
     def __init__(self, root: str, actions: list[str] | None = None, **kwargs: Any) -> None:
@@ -46,7 +47,8 @@ class FineGymDataModule(VideoDataModule):
     prepare_hint = (
         "python -m mvf_lightning prepare finegym --annotations "
         "<finegym_annotation_info_v1.0.json> --splits-dir <split files> --videos <raw videos> "
-        "--out {root}` (or `--carl <CARL finegym> --trust-pickle`"
+        "--out {root} (from CARL's release: --carl <CARL finegym> --trust-pickle instead of "
+        "--annotations, --splits-dir and --videos)"
     )
 
     protocol_settings: ClassVar[dict[str, Any]] = {
@@ -144,6 +146,7 @@ class DemoDataModule(VideoDataModule):
 
     eval_name = "demo"
     alignment_stride = 1
+    makes_its_data = True
 
     num_phases = DEMO_NUM_PHASES
 

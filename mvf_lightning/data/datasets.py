@@ -18,8 +18,10 @@ per file and raises once more are broken than the tolerance allows.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import signal
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -351,17 +353,48 @@ class EpochSeededSampler(DistributedSampler):
         return ((int(i), epoch) for i in order)
 
 
-WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+def _ignore(signum: int, frame: Any) -> None:
+    """A handler that does nothing (not ``SIG_IGN``: an ignored signal is discarded before a
+    thread can wait for it)."""
+
+
+def _exit_when_parent_terminates(parent: int) -> None:
+    """Worker thread: take every SIGTERM sent to this worker; exit when its parent (the
+    DataLoader's process) sent it, as torch and multiprocessing do to stop workers. The exit
+    status is 0: the worker did what its parent asked (torch's check of its workers would
+    report any other status as a worker failure while the parent exits)."""
+    while True:
+        info = signal.sigwaitinfo({signal.SIGTERM})
+        if info.si_pid == parent:
+            os._exit(0)
 
 
 def worker_leaves_signals_to_main(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers ignore SIGTERM and SIGUSR1 (Lightning's Slurm
-    requeue signal), which Slurm sends to every process of a job step. The main process
-    handles them (checkpoint, requeue, stop its workers). A forked worker would otherwise run
-    the handlers it inherited: SIGTERM killed it mid-step, and SIGUSR1 made it save a
-    checkpoint and talk over the rank's DDP connections, which hung the job."""
-    for signum in WORKER_IGNORED_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    """DataLoader ``worker_init_fn``: SIGTERM and SIGUSR1 (Lightning's Slurm requeue signal)
+    are the main process's to handle, not a worker's.
+
+    Slurm (and ``kill`` of a process group) signals every process of a job step. A forked
+    worker would run the handlers it inherited: SIGTERM killed it mid-step, and SIGUSR1 made
+    it save a checkpoint and talk over the rank's DDP connections, which hung the job. So a
+    worker ignores SIGUSR1, and ignores SIGTERM *unless its parent sent it*: torch stops
+    workers that do not finish in time with SIGTERM, and so does Python's exit for the
+    workers still running (a worker that ignored those held its parent in ``join`` forever).
+    The sender is known where the platform has ``sigwaitinfo`` (Linux); elsewhere a worker
+    dies on SIGTERM, as torch's own workers do.
+    """
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return
+    parent = multiprocessing.parent_process()
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later too
+    threading.Thread(
+        target=_exit_when_parent_terminates,
+        args=(parent.pid if parent is not None else os.getppid(),),
+        name="mvf-worker-sigterm",
+        daemon=True,
+    ).start()
 
 
 class TooManyBrokenVideosError(MVFError, RuntimeError):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingFileError
 from ..utils.atomic import atomic_path
 
 INDEX_FORMAT = "mvf_lightning.video_index"
@@ -243,14 +244,23 @@ def index_path(root: str | os.PathLike, split: str) -> Path:
     return Path(root) / INDEX_DIRNAME / f"{split}.json"
 
 
+def require_dataset_root(root: str | os.PathLike, prepare_hint: str | None = None) -> None:
+    """Fail with one line (and how to create it) unless ``root`` holds an ``index/`` folder:
+    a cheap check that can run before anything slow (weights, decoding)."""
+    root = Path(root)
+    hint = f"; create it with: {prepare_hint}" if prepare_hint else ""
+    if not root.is_dir():
+        raise MissingFileError(f"dataset root {root} does not exist{hint}")
+    if not (root / INDEX_DIRNAME).is_dir():
+        raise MissingFileError(f"dataset root {root} holds no {INDEX_DIRNAME}/ folder{hint}")
+
+
 def load_split(root: str | os.PathLike, split: str, prepare_hint: str | None = None) -> VideoIndex:
     """Load ``<root>/index/<split>.json`` with an error that says how to create it."""
     root = Path(root)
     path = index_path(root, split)
-    if not root.is_dir():
-        hint = f"; create it with `{prepare_hint}`" if prepare_hint else ""
-        raise FileNotFoundError(f"dataset root {root} does not exist{hint}")
+    hint = f"; create it with: {prepare_hint}" if prepare_hint else ""
+    require_dataset_root(root, prepare_hint)
     if not path.is_file():
-        hint = f"; create it with `{prepare_hint}`" if prepare_hint else ""
-        raise FileNotFoundError(f"dataset index {path} not found{hint}")
+        raise MissingFileError(f"dataset index {path} not found{hint}")
     return VideoIndex.load(path, root=root)

@@ -13,6 +13,7 @@ everywhere. Rank 0 writes the results as JSON to
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from typing import Any
@@ -31,6 +32,33 @@ from .protocol import (
     score_sets,
     write_results,
 )
+
+_LIMITS = {"fit": "limit_val_batches", "validate": "limit_val_batches",
+           "test": "limit_test_batches"}
+
+
+def check_whole_evaluation(trainer: pl.Trainer, stage: str) -> None:
+    """Refuse a ``trainer.limit_val_batches`` / ``limit_test_batches`` that would cut the
+    evaluation short: each batch is one video, and the alignment metrics need every video
+    of a set (a cut loader leaves most sets without their val videos and logs nothing)."""
+    key = _LIMITS.get(stage)
+    dm = trainer.datamodule
+    eval_sets = getattr(dm, "eval_sets", None) if dm is not None else None
+    limit = getattr(trainer, key, None) if key else None
+    if not callable(eval_sets) or not limit or isinstance(limit, float) and limit >= 1.0:
+        return
+    videos = sum(len(s.train_ids) + len(s.val_ids) for s in eval_sets().values())
+    per_rank = math.ceil(videos / max(trainer.world_size, 1))
+    kept = min(limit, per_rank) if isinstance(limit, int) else int(per_rank * limit)
+    if 0 < kept < per_rank:
+        from ..errors import ConfigError
+
+        where = " per process" if trainer.world_size > 1 else ""
+        raise ConfigError(
+            f"trainer.{key}={limit} evaluates {kept} of the {per_rank} evaluation videos{where} "
+            "(one video per batch), but the alignment metrics need every video of a set: use "
+            f"trainer.{key}=1.0 (all) or 0 (none), or evaluate fewer sets (data.eval_groups)"
+        )
 
 
 class AlignmentEvaluation(pl.Callback):
@@ -91,6 +119,9 @@ class AlignmentEvaluation(pl.Callback):
         protocol = getattr(dm, "eval_protocol", None) if dm is not None else None
         protocol = (protocol or EvalProtocol()).replace(**self.overrides)
         return protocol.with_world_size(trainer.world_size)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        check_whole_evaluation(trainer, stage)
 
     # ---------------------------------------------------------------- collection
     def _collect(self, outputs: Any) -> None:

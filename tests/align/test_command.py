@@ -159,6 +159,14 @@ def test_refusals_name_the_file_and_reason(aligned, tiny_ckpt, tmp_path, capsys)
     rc, err = run_cli(["--ckpt", str(tiny_ckpt), clip, other, "--out", str(tmp_path / "d"),
                        "--phases", str(aligned["tmp"] / "o.npy")], capsys)
     assert rc == 1 and "o.npy" in err and "120" in err  # labels for the wrong length
+    # a folder without an alignment but with a file of one of its names: the user's, kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "similarity.png").write_bytes(b"my own picture")
+    rc, err = run_cli(["--ckpt", str(tiny_ckpt), clip, other, "--out", str(mine)], capsys)
+    assert rc == 1 and "similarity.png" in err and "--overwrite" in err
+    assert len(err.splitlines()) == 1
+    assert (mine / "similarity.png").read_bytes() == b"my own picture"
 
 
 def test_model_from_a_config(aligned, tiny_ckpt, tmp_path, capsys):

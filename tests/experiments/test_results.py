@@ -208,3 +208,76 @@ def test_bad_folders_and_outputs_are_named(tmp_path):
         main([str(tmp_path / "missing")])
     with pytest.raises(ValueError, match=r"\.csv or \.json"):
         main([str(tmp_path), "--out", str(tmp_path / "table.txt")])
+
+
+# ----------------------------------------------------------------------- what runs record
+def _status(folder: Path, status: str, **fields) -> None:
+    from mvf_lightning.run_status import write_status
+
+    write_status(folder, status, **fields)
+
+
+def test_status_comes_from_what_the_run_recorded(hand_made, capsys):
+    """A run stopped by SIGTERM inside its last validation reached max_epochs but is not
+    finished; a run whose process is gone is not running, however fresh its files."""
+    import subprocess
+
+    _csv_run(hand_made / "sigterm" / "version_0", lr=0.05, epochs=5)  # epochs == max_epochs
+    _status(hand_made / "sigterm" / "version_0", "stopped", exit_code=143, reason="SIGTERM")
+    _csv_run(hand_made / "error" / "version_0", lr=0.06, epochs=2)
+    _status(hand_made / "error" / "version_0", "failed", exit_code=1, reason="ValueError: x")
+    _csv_run(hand_made / "gone" / "version_0", lr=0.07, epochs=2)  # written just now
+    ended = subprocess.Popen(["true"])  # a process that has ended (and was reaped)
+    ended.wait()
+    _status(hand_made / "gone" / "version_0", "running")
+    record = json.loads((hand_made / "gone" / "version_0" / "status.json").read_text())
+    record["pid"] = ended.pid
+    (hand_made / "gone" / "version_0" / "status.json").write_text(json.dumps(record))
+    _csv_run(hand_made / "requeued" / "version_0", lr=0.08, epochs=1)
+    _status(hand_made / "requeued" / "version_0", "requeued", exit_code=143)
+    _csv_run(hand_made / "done" / "version_0", lr=0.09, epochs=3)  # stopped early by design
+    _status(hand_made / "done" / "version_0", "finished", exit_code=0)
+    _, rows = _results(capsys, str(hand_made))
+    status = {row["run"]: row["status"] for row in rows}
+    assert status["sigterm/version_0"] == "stopped (SIGTERM, exit 143)"
+    assert status["error/version_0"] == "failed (exit 1)"
+    assert status["gone/version_0"] == "stopped (its process is gone)"
+    assert status["requeued/version_0"] == "requeued"
+    assert status["done/version_0"] == "finished"
+    assert status["live/version_0"] == "running"  # no status.json: from its files, as before
+
+
+def test_one_unreadable_run_never_costs_the_table(hand_made, capsys):
+    binary = hand_made / "binary" / "version_0"
+    binary.mkdir(parents=True)
+    (binary / "metrics.csv").write_bytes(b"\x00\x8f\xff" * 100)
+    text = hand_made / "text" / "version_0"
+    text.mkdir(parents=True)
+    (text / "metrics.csv").write_text("epoch,step,train/loss\n0,1,1.5\n0,3,abc\n1,5,1.2\n")
+    torn = hand_made / "torn" / "version_0"
+    _csv_run(torn, lr=0.1, epochs=2)
+    with open(torn / "metrics.csv", "a") as f:
+        f.write("2,5")  # cut short by a kill while being written
+    _, rows = _results(capsys, str(hand_made))
+    status = {row["run"]: row["status"] for row in rows}
+    assert status["binary/version_0"].startswith("unreadable (")
+    assert str(binary / "metrics.csv") in status["binary/version_0"]
+    assert status["text/version_0"] == (
+        f"unreadable ({text / 'metrics.csv'} line 3: train/loss='abc' is not a number)"
+    )
+    by_name = {row["run"]: row for row in rows}
+    assert by_name["torn/version_0"]["epochs"] == "2/5"  # the torn row is left out
+    assert {"crashed", "live/version_0", "killed/version_0", "evaluated"} <= set(status)
+
+
+@pytest.mark.integration
+def test_a_wandb_run_that_failed_at_setup_is_failed(tmp_path, capsys):
+    """The fit ends before training (a setting refused in a callback's setup): its W&B run
+    folder exists, and results lists it as failed, not finished."""
+    demo_config = str(ROOT / "configs" / "demo.yaml")
+    override = wandb_tiny_override(tmp_path, tmp_path / "demo", project="res")
+    proc = run_cli(tmp_path, "fit", "--config", demo_config, "--config", str(override),
+                   "--trainer.limit_val_batches=2", expect=1)
+    assert "trainer.limit_val_batches=2" in proc.stderr.strip().splitlines()[-1]
+    _, rows = _results(capsys, str(tmp_path / "runs"))
+    assert [row["status"] for row in rows] == ["failed (exit 1)"]

@@ -13,7 +13,7 @@ import yaml
 
 from mvf_lightning.results import read_wandb_run
 from mvf_lightning.sweep import run_name
-from tests.cli_helpers import ROOT
+from tests.cli_helpers import ROOT, read_metrics, tiny_override
 from tests.experiments.helpers import (
     SWEEPS,
     generate_runs,
@@ -122,27 +122,39 @@ def test_swept_values_reach_the_model(monkeypatch, generated, path):
 
 
 @pytest.mark.integration
-def test_agent_command_runs_a_tiny_fit_into_the_agents_run(generated, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_agent_command_runs_a_tiny_fit_into_the_agents_run(generated, tmp_path, logger):
     """The agent's environment (run id, sweep id, parameter file) and command: the fit logs
-    offline into the agent's run id, named after the swept values, with the full config."""
+    offline into the agent's run id, named after the swept values, with the full config and
+    the metric the sweep optimises, whether the config logs to W&B itself or only to CSV
+    (the demo's logger: a W&B logger is added for the sweep, the CSV one stays)."""
     from wandb.sdk.lib import config_util
 
     name = "demo_lr_temperature.yaml"
+    sweep = _sweep(name)
     params = generated[name][0]
-    argv = render_agent_command(_sweep(name), params)
+    argv = render_agent_command(sweep, params)
     demo = argv.index("configs/demo.yaml")
     argv[demo] = str(ROOT / "configs" / "demo.yaml")
-    argv[demo + 1 : demo + 1] = ["--config", str(wandb_tiny_override(tmp_path, tmp_path / "demo"))]
+    if logger == "wandb":
+        override = wandb_tiny_override(tmp_path, tmp_path / "demo")
+        save_dir, project = tmp_path / "runs", "sweeps"
+    else:
+        override = tiny_override(tmp_path, tmp_path / "demo", tmp_path / "ckpt", tmp_path / "csv")
+        save_dir, project = tmp_path / "root", "demo-project"  # default_root_dir, WANDB_PROJECT
+    argv[demo + 1 : demo + 1] = ["--config", str(override)]
     param_file = tmp_path / "wandb" / "sweep-sw1" / "config-agentrun1.yaml"
     param_file.parent.mkdir(parents=True)
     config_util.save_config_file_from_dict(str(param_file), params)  # what the agent writes
     env = python_env({"WANDB_RUN_ID": "agentrun1", "WANDB_SWEEP_ID": "sw1",
-                      "WANDB_SWEEP_PARAM_PATH": str(param_file), "WANDB_MODE": "offline"})
+                      "WANDB_SWEEP_PARAM_PATH": str(param_file), "WANDB_MODE": "offline",
+                      "WANDB_PROJECT": "demo-project"})
     proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-5000:]
 
-    folders = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    folders = list((save_dir / "wandb").glob("offline-run-*"))
     assert [f.name.rsplit("-", 1)[-1] for f in folders] == ["agentrun1"]
     run = read_wandb_run(folders[0])
     values = {k: v["value"] for k, v in params.items()}
@@ -154,7 +166,13 @@ def test_agent_command_runs_a_tiny_fit_into_the_agents_run(generated, tmp_path):
         assert _lookup(resolved, key) == value
         assert run["config"][key] == value  # the agent's parameters, as W&B records them
     assert resolved["trainer"]["max_epochs"] == 1
-    assert "val/demo/mean/kendalls_tau" in run["summary"]
-    saved = yaml.safe_load((tmp_path / "runs" / "sweeps" / "agentrun1" / "config.yaml").read_text())
+    metric = sweep["metric"]["name"]
+    assert isinstance(run["summary"][metric], float)  # what the sweep optimises, in its run
+    saved = yaml.safe_load((save_dir / project / "agentrun1" / "config.yaml").read_text())
     assert _lookup(saved, "model.optimizer.lr") == values["model.optimizer.lr"]
-    assert (tmp_path / "runs" / "sweeps" / "agentrun1" / "checkpoints" / "last.ckpt").is_file()
+    if logger == "wandb":
+        assert (save_dir / project / "agentrun1" / "checkpoints" / "last.ckpt").is_file()
+    else:
+        assert "logging to W&B as well" in proc.stderr
+        csv_metrics = read_metrics(tmp_path / "csv" / "fit")
+        assert csv_metrics[metric][-1][1] == pytest.approx(run["summary"][metric])

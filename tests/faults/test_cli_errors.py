@@ -193,3 +193,78 @@ def test_misconfiguration_is_one_line(monkeypatch, tmp_path, capsys):
 
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("POSIX only", allow_module_level=True)
+
+
+def _tiny_args(tmp_path) -> list[str]:
+    from tests.cli_helpers import tiny_override
+
+    override = tiny_override(tmp_path, tmp_path / "demo", tmp_path / "ckpt", tmp_path / "logs")
+    return ["--config", DEMO, "--config", str(override)]
+
+
+def test_integer_batch_limits_stay_numbers_of_batches(monkeypatch, tmp_path):
+    """``1`` is one batch, ``1.0`` the whole epoch (Lightning's meaning), from the command line
+    and from YAML alike."""
+    from mvf_lightning.lightning_cli import MVFLightningCLI
+
+    monkeypatch.setenv("MVF_LIGHTNING_DEMO_ROOT", str(tmp_path / "demo"))
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("trainer:\n  limit_val_batches: 3\n  limit_test_batches: 0.25\n")
+    cli = MVFLightningCLI(args=[*_tiny_args(tmp_path), "--config", str(limits),
+                                "--trainer.limit_train_batches=1",
+                                "--trainer.limit_predict_batches=1.0"], run=False)
+    trainer = cli.trainer
+    assert trainer.limit_train_batches == 1 and isinstance(trainer.limit_train_batches, int)
+    assert trainer.limit_val_batches == 3 and isinstance(trainer.limit_val_batches, int)
+    assert trainer.limit_test_batches == 0.25
+    assert trainer.limit_predict_batches == 1.0
+    assert isinstance(trainer.limit_predict_batches, float)
+    assert cli.config.trainer.limit_train_batches == 1  # what --print_config shows
+
+
+def test_a_limit_that_cuts_the_evaluation_short_is_refused():
+    from types import SimpleNamespace
+
+    from mvf_lightning.errors import ConfigError
+    from mvf_lightning.evaluation.callback import check_whole_evaluation
+
+    sets = {"a": SimpleNamespace(train_ids=("1", "2", "3"), val_ids=("4", "5")),
+            "b": SimpleNamespace(train_ids=("6",), val_ids=("7",))}
+    datamodule = SimpleNamespace(eval_sets=lambda: sets)
+
+    def trainer(limit, world_size=1):
+        return SimpleNamespace(datamodule=datamodule, world_size=world_size,
+                               limit_val_batches=limit, limit_test_batches=limit)
+
+    for limit in (1.0, 0, 0.0, 7, 100, None):
+        check_whole_evaluation(trainer(limit), "fit")
+    check_whole_evaluation(trainer(4, world_size=2), "validate")  # 4 videos per process
+    for limit, kept in ((2, 2), (0.5, 3), (1, 1)):
+        with pytest.raises(ConfigError) as info:
+            check_whole_evaluation(trainer(limit), "fit")
+        assert f"trainer.limit_val_batches={limit} evaluates {kept} of the 7 " in str(info.value)
+    with pytest.raises(ConfigError, match="limit_test_batches=3 evaluates 3 of the 4 evaluation"
+                                          " videos per process"):
+        check_whole_evaluation(trainer(3, world_size=2), "test")
+
+
+def test_a_missing_dataset_root_is_named_before_the_model_is_built(monkeypatch, tmp_path, capsys):
+    """Pretrained weights can take minutes to fail to download: the data root is checked
+    first, and its one line says how to create it."""
+    import mvf_lightning.module
+
+    def built(*args, **kwargs):
+        raise AssertionError("the model was built before the data root was checked")
+
+    monkeypatch.setattr(mvf_lightning.module, "MVFormer", built)
+    missing = tmp_path / "no_penn"
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", str(ROOT / "configs" / "penn.yaml"),
+                                         f"--data.init_args.root={missing}"])
+    assert code == 1
+    lines = [line for line in _error_lines(capsys.readouterr().err) if "Seed set" not in line]
+    assert lines == [
+        f"error: dataset root {missing} does not exist; create it with: python -m mvf_lightning "
+        "prepare penn-action --source <Penn_Action> --labels <penn_action_labels> --out "
+        f"{missing} (from CARL's release: --carl <CARL penn_action> --trust-pickle instead of "
+        "--source and --labels)"
+    ], lines

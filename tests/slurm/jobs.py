@@ -99,9 +99,19 @@ def job_state(job_id: str, env: dict[str, str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.split() if "=" in item)
 
 
+def cpu_example(template: str) -> list[str]:
+    """The sbatch options of the template's own CPU-only example (its header comment)."""
+    text = (ROOT / "experiments" / "slurm" / template).read_text()
+    lines = [line for line in text.splitlines()
+             if line.startswith("#") and "MVF_ACCELERATOR=cpu sbatch" in line]
+    assert len(lines) == 1, f"{template}: expected one CPU-only example line, got {lines}"
+    return [word for word in lines[0].split() if word.startswith("--")]
+
+
 def sbatch(template: str, tmp: Path, env: dict[str, str], *args: str, options: tuple = ()) -> str:
-    """Submit an experiments/slurm template from ``tmp`` with the documented CPU override."""
-    cmd = ["sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1", "--time=15",
+    """Submit an experiments/slurm template from ``tmp`` with the template's documented CPU
+    example (its options first; ``options`` add to or override them, as sbatch reads them)."""
+    cmd = ["sbatch", "--parsable", *cpu_example(template), "--time=15",
            *options, str(ROOT / "experiments" / "slurm" / template), *args]
     out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

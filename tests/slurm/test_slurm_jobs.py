@@ -78,6 +78,19 @@ def test_multi_node_template_trains_one_run_over_four_ranks(slurm_conf, demo_roo
         assert four[key] == pytest.approx(value, abs=1e-6), key
 
 
+def test_single_node_template_runs_its_own_cpu_example(slurm_conf, demo_root, tmp_path):
+    """The template's documented CPU-only command, as written, gets a node and trains one
+    run over its tasks (its GPU defaults would ask for CPUs a small node does not have)."""
+    env = template_env(tmp_path, slurm_conf)
+    config = run_config(tmp_path, demo_root, max_epochs=1, validate=False)
+    job = sbatch("single_node.sbatch", tmp_path, env, "--config", str(config))
+    state = wait_for_job_end(job, env, timeout=600)
+    log = job_log(tmp_path, job)
+    assert (state["JobState"], state["ExitCode"]) == ("COMPLETED", "0:0"), (state, log[-4000:])
+    assert "1 node(s) x 2 task(s)" in log and "Starting with 2 processes" in log
+    assert (tmp_path / "runs" / job / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_signalled_job_checkpoints_requeues_and_resumes_the_same_run(
     slurm_conf, demo_root, tmp_path
 ):
