@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,9 +77,14 @@ def test_actions_filter(tiny_root):
         PennActionDataModule(str(tiny_root), actions=["gamma"], **SMALL).setup("fit")
 
 
-def test_missing_index_names_prepare_command(tmp_path):
+def test_missing_root_or_index_names_prepare_command(tmp_path):
+    """Checked when the DataModule is made (before the CLI builds the model), then per split."""
+    for root in (tmp_path / "missing", tmp_path):  # no folder; a folder without index/
+        with pytest.raises(FileNotFoundError, match="mvf_lightning prepare penn-action --source"):
+            PennActionDataModule(str(root), **SMALL)
+    (tmp_path / "index").mkdir()
     dm = PennActionDataModule(str(tmp_path), **SMALL)
-    with pytest.raises(FileNotFoundError, match="mvf_lightning prepare penn-action --source"):
+    with pytest.raises(FileNotFoundError, match="train.json not found; create it with: python"):
         dm.setup("fit")
 
 
@@ -124,12 +130,19 @@ def test_demo_datamodule(tmp_path):
     assert item["labels"].min() >= 0 and item["labels"].max() <= 3
 
 
-def test_cli_signature_resolves_subclass_kwargs():
+def _prepared(root: Path) -> str:
+    """A dataset root as ``prepare`` leaves it (an ``index/`` folder)."""
+    (root / "index").mkdir(parents=True, exist_ok=True)
+    return str(root)
+
+
+def test_cli_signature_resolves_subclass_kwargs(tmp_path):
     jsonargparse = pytest.importorskip("jsonargparse")
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(PennActionDataModule, "data")
     cfg = parser.parse_args(
-        ["--data.root=/x", "--data.augmentation.hflip_prob=0.1", "--data.actions=[squat]"]
+        [f"--data.root={_prepared(tmp_path)}", "--data.augmentation.hflip_prob=0.1",
+         "--data.actions=[squat]"]
     )
     assert cfg.data.augmentation.hflip_prob == 0.1 and cfg.data.actions == ["squat"]
     assert cfg.data.num_frames == 80 and cfg.data.augmentation.crop_scale == (0.8, 1.0)
@@ -152,7 +165,7 @@ def test_cli_signature_resolves_subclass_kwargs():
         ("DemoDataModule", ("train", False, "train", "val")),
     ],
 )
-def test_cli_class_path_keeps_subclass_settings(name, expected):
+def test_cli_class_path_keeps_subclass_settings(name, expected, tmp_path):
     # LightningCLI passes every resolved argument explicitly: the subclasses' fixed
     # settings must not be overwritten by the base class defaults
     jsonargparse = pytest.importorskip("jsonargparse")
@@ -160,7 +173,8 @@ def test_cli_class_path_keeps_subclass_settings(name, expected):
 
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningDataModule, "data")
-    config = {"class_path": f"mvf_lightning.data.{name}", "init_args": {"root": "/x"}}
+    config = {"class_path": f"mvf_lightning.data.{name}",
+              "init_args": {"root": _prepared(tmp_path)}}
     dm = parser.instantiate(parser.parse_args([f"--data={json.dumps(config)}"])).data
     assert type(dm).__name__ == name
     got = (dm.train_split, dm.eval_by_group, dm.eval_train_split, dm.eval_val_split)
@@ -267,9 +281,9 @@ def test_augment_in_workers_batches_arrive_augmented_and_are_not_augmented_again
 
 # ---------------------------------------------------------------- settings added for fidelity
 def test_time_window_per_dataset(tmp_path, tiny_root):
-    assert FineGymDataModule(str(tmp_path), **SMALL).sampler.window == "frames"
+    assert FineGymDataModule(_prepared(tmp_path), **SMALL).sampler.window == "frames"
     assert PennActionDataModule(str(tiny_root), **SMALL).sampler.window == "video"
-    assert Kinetics400DataModule(str(tmp_path), **SMALL).sampler.window == "video"
+    assert Kinetics400DataModule(_prepared(tmp_path), **SMALL).sampler.window == "video"
 
 
 def test_kinetics_eval_actions_restrict_evaluation(tmp_path, tiny_root):
