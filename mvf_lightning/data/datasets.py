@@ -331,7 +331,7 @@ class EpochSeededSampler(DistributedSampler):
             seed=seed,
             drop_last=drop_last,
         )
-        self._skip = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -340,15 +340,17 @@ class EpochSeededSampler(DistributedSampler):
 
     def resume_at(self, epoch: int, seen: int) -> None:
         """Make the next pass the rest of ``epoch``: its first ``seen`` items (of this rank's
-        shard) are skipped once; later passes are whole epochs again."""
+        shard) are skipped once, if that pass is still of ``epoch`` (a DataLoader without
+        workers starts its pass at the first batch, possibly in the next epoch); later
+        passes are whole epochs again."""
         if not 0 <= seen <= self.num_samples:
             raise ValueError(f"cannot skip {seen} items of an epoch of {self.num_samples}")
         self.set_epoch(epoch)
-        self._skip = int(seen)
+        self._resume = (int(epoch), int(seen))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, skip = self.epoch, self._skip
-        self._skip = 0
+        epoch, resume, self._resume = self.epoch, self._resume, None
+        skip = resume[1] if resume is not None and resume[0] == epoch else 0
         order = list(super().__iter__())[skip:]
         return ((int(i), epoch) for i in order)
 

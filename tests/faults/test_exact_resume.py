@@ -35,6 +35,18 @@ def test_resume_at_skips_the_items_seen_once_then_gives_whole_epochs():
     assert [e for _, e in resumed] == [3] * 10
 
 
+def test_a_skip_is_for_its_epoch_only():
+    """Without workers a DataLoader starts its pass at its first batch, which after a
+    checkpoint at an epoch's last batch is in the next epoch: that pass is whole."""
+    full = EpochSeededSampler(_Items(10), seed=3)
+    full.set_epoch(3)
+    order = list(full)
+    resumed = EpochSeededSampler(_Items(10), seed=3)
+    resumed.resume_at(2, 10)  # every item of epoch 2 was trained
+    resumed.set_epoch(3)  # what Lightning does when the next epoch starts
+    assert list(resumed) == order
+
+
 def test_resume_at_works_per_rank_shard():
     shards = [EpochSeededSampler(_Items(9), num_replicas=2, rank=r, seed=1) for r in range(2)]
     for s in shards:

@@ -42,8 +42,9 @@ class _Items(Dataset):
 class _Recorder(BoringModel):
     """Records what each training step and validation saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_workers: int = 2) -> None:
         super().__init__()
+        self.num_workers = num_workers
         self.steps: list[tuple[int, tuple[int, ...]]] = []
         self.validations: list[int] = []
 
@@ -63,9 +64,11 @@ class _Recorder(BoringModel):
 
     def train_dataloader(self):
         sampler = EpochSeededSampler(_Items(), seed=0)
-        return DataLoader(_Items(), batch_size=BATCH, sampler=sampler, num_workers=2,
-                          worker_init_fn=worker_leaves_signals_to_main,
-                          multiprocessing_context="fork")
+        workers = {"num_workers": self.num_workers}
+        if self.num_workers:
+            workers.update(worker_init_fn=worker_leaves_signals_to_main,
+                           multiprocessing_context="fork")
+        return DataLoader(_Items(), batch_size=BATCH, sampler=sampler, **workers)
 
     def val_dataloader(self):
         return DataLoader([(i, 0) for i in range(2)], batch_size=1,
@@ -76,8 +79,8 @@ def _collate(items):
     return torch.tensor([i for i, _ in items]), torch.stack([x for _, x in items])
 
 
-def _fit(root: Path, ckpt: str | None = None) -> _Recorder:
-    model = _Recorder()
+def _fit(root: Path, ckpt: str | None = None, num_workers: int = 2) -> _Recorder:
+    model = _Recorder(num_workers)
     callbacks = [
         ExactResume(),
         ModelCheckpoint(dirpath=root / "steps", every_n_train_steps=2, save_top_k=-1,
@@ -116,11 +119,12 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, _Recorder]:
         ("steps/epoch=1-step=8.ckpt", 8, 1),  # the last batch of a later epoch
     ],
 )
+@pytest.mark.parametrize("num_workers", [2, 0])
 def test_resume_continues_exactly_where_the_checkpoint_was_written(
-    tmp_path, uninterrupted, ckpt, first_step, first_validation
+    tmp_path, uninterrupted, ckpt, first_step, first_validation, num_workers
 ):
     root, full = uninterrupted
-    resumed = _fit(tmp_path, str(root / ckpt))
+    resumed = _fit(tmp_path, str(root / ckpt), num_workers)
     assert resumed.steps == full.steps[first_step:]
     assert resumed.validations == full.validations[first_validation:]
 
