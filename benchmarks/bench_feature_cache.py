@@ -22,7 +22,7 @@ from mvf_lightning.evaluation.callback import AlignmentEvaluation
 from mvf_lightning.models.backbone import BackboneConfig
 from mvf_lightning.models.cached_backbone import FeatureCacheConfig
 from mvf_lightning.models.mvformer import EmbedderConfig
-from mvf_lightning.module import MVFormerModule
+from mvf_lightning.training.module import MVFormerModule
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
+
 __all__ = ["Preprocessing", "file_identity", "load_model"]
 
 
@@ -82,19 +84,6 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _config_sections(config: Path) -> tuple[dict, dict]:
-    """``(model init args, data init args)`` of a training config, as LightningCLI reads it."""
-    from ..config_files import expand_config_args
-    from ..lightning_cli import MVFLightningCLI, _to_plain
-
-    cli = MVFLightningCLI(
-        args=expand_config_args(["--config", str(config)]), run=False, model_only=True
-    )
-    model = _to_plain(cli.config["model"])
-    data = _to_plain(cli.config.get("data")) or {}
-    return model, dict(data.get("init_args") or {})
-
-
 def load_model(
     ckpt: str | os.PathLike | None = None, config: str | os.PathLike | None = None
 ) -> tuple[Any, Preprocessing, dict[str, Any]]:
@@ -104,7 +93,7 @@ def load_model(
     ``config`` they come from the config (its ``pretrained`` backbone), and a checkpoint
     given too must fit that architecture. The identity records where the weights came from.
     """
-    from ..module import MVFormerModule
+    from ..training.module import MVFormerModule
 
     if ckpt is None and config is None:
         raise ValueError("align needs --ckpt CHECKPOINT or --config CONFIG (or both)")
@@ -118,18 +107,19 @@ def load_model(
         config = Path(config).expanduser()
         if not config.is_file():
             raise FileNotFoundError(f"config not found: {config}")
-        model_args, data_args = _config_sections(config)
+        from ..cli.lightning_cli import config_sections
+
+        model_args, data_args = config_sections(config)
         identity["config"] = file_identity(config)
     else:
         model_args = dict(checkpoint["hyper_parameters"])
         data_args = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    module = MVFormerModule(**model_args)
-    if checkpoint is not None:
-        try:
-            module.on_load_checkpoint(checkpoint)
-            module.load_state_dict(checkpoint["state_dict"])
-        except (ValueError, RuntimeError) as e:
-            raise ValueError(f"{ckpt}: {e}".splitlines()[0]) from e
-    identity["backbone"] = module._backbone_identity()
+    try:
+        module = MVFormerModule.from_settings(model_args, checkpoint)
+    except (ValueError, RuntimeError) as e:
+        if checkpoint is None:
+            raise
+        raise CheckpointError(f"{ckpt}: {e}".splitlines()[0]) from e
+    identity["backbone"] = module.backbone_identity()
     module.eval()
     return module, Preprocessing.from_data_settings(data_args, module.model.backbone), identity

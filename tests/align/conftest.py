@@ -16,7 +16,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     otherwise let the position dominate)."""
     from mvf_lightning.models.backbone import BackboneConfig
     from mvf_lightning.models.mvformer import EmbedderConfig
-    from mvf_lightning.module import MVFormerModule
+    from mvf_lightning.training.module import MVFormerModule
 
     torch.manual_seed(0)
     module = MVFormerModule(

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mvf_lightning.align.command import run_align
-from mvf_lightning.cli import main
+from mvf_lightning.cli.commands import main
 
 PHASE_LEN = 30
 pytestmark = pytest.mark.integration  # a real clip embedded four times: ~1 minute

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvf_lightning.cli import main
+from mvf_lightning.cli.commands import main
 from mvf_lightning.data.dataset_datamodules import PouringDataModule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

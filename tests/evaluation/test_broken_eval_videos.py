@@ -21,7 +21,7 @@ from mvf_lightning.evaluation.evaluate_cli import main as evaluate_main
 from mvf_lightning.evaluation.prediction_writer import EmbeddingExport
 from mvf_lightning.models.backbone import BackboneConfig
 from mvf_lightning.models.mvformer import EmbedderConfig
-from mvf_lightning.module import MVFormerModule
+from mvf_lightning.training.module import MVFormerModule
 
 CROP = 32
 

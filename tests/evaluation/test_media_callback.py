@@ -21,7 +21,7 @@ from mvf_lightning.evaluation.callback import AlignmentEvaluation
 from mvf_lightning.evaluation.media_callback import EvaluationMedia
 from mvf_lightning.models.backbone import BackboneConfig
 from mvf_lightning.models.mvformer import EmbedderConfig
-from mvf_lightning.module import MVFormerModule
+from mvf_lightning.training.module import MVFormerModule
 
 CROP = 32
 NUM_TOKENS = 2

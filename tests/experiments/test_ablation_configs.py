@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mvf_lightning.cli import main
+from mvf_lightning.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PENN = ROOT / "configs" / "penn.yaml"

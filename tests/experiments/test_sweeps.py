@@ -11,8 +11,8 @@ import subprocess
 import pytest
 import yaml
 
-from mvf_lightning.results import read_wandb_run
-from mvf_lightning.sweep import run_name
+from mvf_lightning.tracking.results import read_wandb_run
+from mvf_lightning.tracking.sweep import run_name
 from tests.cli_helpers import ROOT, read_metrics, tiny_override
 from tests.experiments.helpers import (
     SWEEPS,
@@ -49,7 +49,7 @@ def _lookup(config: dict, dotted: str):
 
 def _print_config(monkeypatch, argv: list[str]) -> dict:
     """``python -m mvf_lightning ARGV --print_config`` in this process, from the repo root."""
-    from mvf_lightning.cli import main
+    from mvf_lightning.cli.commands import main
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -100,8 +100,8 @@ def test_agent_commands_parse_with_the_swept_values(monkeypatch, generated, path
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
 def test_swept_values_reach_the_model(monkeypatch, generated, path):
-    from mvf_lightning.config_files import expand_config_args
-    from mvf_lightning.lightning_cli import MVFLightningCLI
+    from mvf_lightning.cli.config_files import expand_config_args
+    from mvf_lightning.cli.lightning_cli import MVFLightningCLI
 
     params = generated[path.name][-1]
     argv = render_agent_command(_sweep(path.name), params)

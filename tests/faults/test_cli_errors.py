@@ -15,7 +15,7 @@ DEMO = str(ROOT / "configs" / "demo.yaml")
 
 
 def _main(monkeypatch, tmp_path, args: list[str]) -> int:
-    from mvf_lightning.cli import main
+    from mvf_lightning.cli.commands import main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("MVF_LIGHTNING_DEMO_ROOT", str(tmp_path / "demo_root"))
@@ -137,7 +137,7 @@ def test_user_errors_and_failures_are_told_apart():
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     import mvf_lightning.data.index as ours
-    from mvf_lightning.cli import is_user_error
+    from mvf_lightning.cli.commands import is_user_error
     from mvf_lightning.errors import ConfigError
 
     assert is_user_error(ConfigError("model.x: bad"))
@@ -156,7 +156,7 @@ def torch_file() -> str:
 
 
 def test_runtime_failure_keeps_its_traceback_and_a_summary(monkeypatch, tmp_path, capsys):
-    import mvf_lightning.cli as cli
+    import mvf_lightning.cli.commands as cli
 
     def fail(command, rest):
         import torch
@@ -175,7 +175,7 @@ def test_runtime_failure_keeps_its_traceback_and_a_summary(monkeypatch, tmp_path
 def test_misconfiguration_is_one_line(monkeypatch, tmp_path, capsys):
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    import mvf_lightning.cli as cli
+    import mvf_lightning.cli.commands as cli
 
     def fail(command, rest):
         raise MisconfigurationException(
@@ -205,7 +205,7 @@ def _tiny_args(tmp_path) -> list[str]:
 def test_integer_batch_limits_stay_numbers_of_batches(monkeypatch, tmp_path):
     """``1`` is one batch, ``1.0`` the whole epoch (Lightning's meaning), from the command line
     and from YAML alike."""
-    from mvf_lightning.lightning_cli import MVFLightningCLI
+    from mvf_lightning.cli.lightning_cli import MVFLightningCLI
 
     monkeypatch.setenv("MVF_LIGHTNING_DEMO_ROOT", str(tmp_path / "demo"))
     limits = tmp_path / "limits.yaml"
@@ -251,17 +251,17 @@ def test_a_limit_that_cuts_the_evaluation_short_is_refused():
 def test_a_missing_dataset_root_is_named_before_the_model_is_built(monkeypatch, tmp_path, capsys):
     """Pretrained weights can take minutes to fail to download: the data root is checked
     first, and its one line says how to create it."""
-    import mvf_lightning.module
+    import mvf_lightning.training.module
 
     def built(*args, **kwargs):
         raise AssertionError("the model was built before the data root was checked")
 
-    monkeypatch.setattr(mvf_lightning.module, "MVFormer", built)
+    monkeypatch.setattr(mvf_lightning.training.module, "MVFormer", built)
     missing = tmp_path / "no_penn"
     code = _main(monkeypatch, tmp_path, ["fit", "--config", str(ROOT / "configs" / "penn.yaml"),
                                          f"--data.init_args.root={missing}"])
     assert code == 1
-    lines = [line for line in _error_lines(capsys.readouterr().err) if "Seed set" not in line]
+    lines = [line for line in _error_lines(capsys.readouterr().err) if line.startswith("error")]
     assert lines == [
         f"error: dataset root {missing} does not exist; create it with: python -m mvf_lightning "
         "prepare penn-action --source <Penn_Action> --labels <penn_action_labels> --out "

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mvf_lightning.data.datasets import EpochSeededSampler
-from mvf_lightning.exact_resume import seed_training_batch
+from mvf_lightning.training.exact_resume import seed_training_batch
 
 pytestmark = pytest.mark.faults
 

@@ -19,7 +19,7 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 from torch.utils.data import DataLoader, Dataset
 
 from mvf_lightning.data.datasets import EpochSeededSampler, worker_leaves_signals_to_main
-from mvf_lightning.exact_resume import ExactResume, ResumePoint, normalize_resume_point
+from mvf_lightning.training.exact_resume import ExactResume, ResumePoint, normalize_resume_point
 
 pytestmark = pytest.mark.faults
 

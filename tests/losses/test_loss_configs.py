@@ -15,7 +15,7 @@ CONFIGS = ROOT / "configs"
 
 
 def run_main(monkeypatch, tmp_path, args: list[str]) -> int | None:
-    from mvf_lightning.cli import main
+    from mvf_lightning.cli.commands import main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -49,7 +49,7 @@ def test_penn_tcc_config_has_only_tcc_settings(monkeypatch, tmp_path, capsys):
 
 
 def test_penn_tcc_config_builds(capsys):
-    from mvf_lightning.cli import main
+    from mvf_lightning.cli.commands import main
 
     assert main(["summary", "--config", str(CONFIGS / "penn_tcc.yaml")]) == 0
     # TCC has no weights of its own: Penn Action's trainable count

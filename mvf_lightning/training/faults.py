@@ -7,10 +7,10 @@
   root dir), which a requeued job restores by itself.
 * :class:`NoEmptyLogDir`: a fit that fails before its first training step removes the log
   folder (``version_N``) it had just created, if nothing but the run's config is in it.
-* :class:`~mvf_lightning.slurm_requeue.RequeueAtStepBoundary`: Slurm's requeue signal is acted
+* :class:`~.slurm_requeue.RequeueAtStepBoundary`: Slurm's requeue signal is acted
   on where every rank is at the same point (see that module).
 * :class:`RunStatus`: how the fit is going or ended (``status.json`` in each log folder, read
-  by ``results``; see :mod:`mvf_lightning.run_status`).
+  by ``results``; see :mod:`mvf_lightning.tracking.run_status`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ..tracking.run_status import STATUS_FILE, read_status, write_status
 from .exact_resume import ExactResume
-from .run_status import STATUS_FILE, read_status, write_status
+from .lightning_private import hpc_checkpoint_path
 from .slurm_requeue import RequeueAtStepBoundary
 
 __all__ = [
@@ -64,7 +65,7 @@ class SigtermCheckpoint(Callback):
         if trainer.state.fn != "fit" or trainer.global_step == 0:
             return
         if SLURMEnvironment.detect():
-            path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+            path = hpc_checkpoint_path(trainer)
         else:
             path = os.path.join(_checkpoint_dir(trainer), INTERRUPTED_CHECKPOINT)
         trainer.save_checkpoint(path, weights_only=False)  # every rank calls it; rank 0 writes
@@ -136,7 +137,7 @@ def record_status(trainer: Any, status: str, **fields: Any) -> None:
 class RunStatus(Callback):
     """Records a fit's state in ``status.json``: ``running`` from its setup (refreshed after
     every training epoch and validation), then ``finished``, ``failed``, ``stopped`` or
-    ``requeued`` (see :data:`mvf_lightning.run_status.STATES`)."""
+    ``requeued`` (see :data:`mvf_lightning.tracking.run_status.STATES`)."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage == "fit":

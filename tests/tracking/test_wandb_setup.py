@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mvf_lightning.wandb_setup import offline_unless_reachable, server_unreachable
+from mvf_lightning.tracking.wandb_setup import offline_unless_reachable, server_unreachable
 
 pytestmark = pytest.mark.faults
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from mvf_lightning.losses import SCL, TCC, SequenceLoss
 from mvf_lightning.models.backbone import BackboneConfig
 from mvf_lightning.models.mvformer import EmbedderConfig
-from mvf_lightning.module import EpochCosine, MVFormerModule, SchedulerConfig, WarmupCosine
+from mvf_lightning.training.module import EpochCosine, MVFormerModule, SchedulerConfig, WarmupCosine
 
 T = 6
 TINY_BACKBONE = BackboneConfig(

@@ -12,13 +12,14 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from .errors import CheckpointError, MissingFileError
-from .evaluation.windows import equal_windows
+from ..errors import CheckpointError, MissingFileError
+from ..evaluation.windows import equal_windows
+from ..losses import SequenceLoss, build_loss
+from ..models.backbone import BackboneConfig
+from ..models.cached_backbone import CachedBackbone, FeatureCacheConfig
+from ..models.mvformer import EmbedderConfig, MVFormer
 from .exact_resume import seed_training_batch
-from .losses import SequenceLoss, build_loss
-from .models.backbone import BackboneConfig
-from .models.cached_backbone import CachedBackbone, FeatureCacheConfig
-from .models.mvformer import EmbedderConfig, MVFormer
+from .lightning_private import attached_trainer
 
 CHECKPOINT_FORMAT = 1
 
@@ -209,7 +210,8 @@ class MVFormerModule(pl.LightningModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Before the DataModule augments the batch on the device: augmentation and dropout of
         # each training batch then depend only on its position, so a resumed fit repeats.
-        if self.step_seed is not None and self._trainer is not None and self.trainer.training:
+        trainer = attached_trainer(self)
+        if self.step_seed is not None and trainer is not None and trainer.training:
             seed_training_batch(self.trainer, self.step_seed, self.global_rank)
             self._batch_seeded = True
         return batch
@@ -217,7 +219,7 @@ class MVFormerModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if (
             self.step_seed is not None
-            and self._trainer is not None
+            and attached_trainer(self) is not None
             and not getattr(self, "_batch_seeded", False)
         ):
             # A DataModule's own on_before_batch_transfer replaced ours: seed before the step.
@@ -246,7 +248,7 @@ class MVFormerModule(pl.LightningModule):
         """Whether any rank's loss is NaN or infinite (then every rank skips the step); counts
         and logs skipped steps, and stops training when they persist."""
         nonfinite = not bool(torch.isfinite(loss))
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if attached_trainer(self) is not None and self.trainer.world_size > 1:
             nonfinite = self.trainer.strategy.reduce_boolean_decision(nonfinite, all=False)
         if nonfinite:
             self.skipped_steps += 1
@@ -318,7 +320,8 @@ class MVFormerModule(pl.LightningModule):
     def _eval_step(self, batch: dict[str, Any]) -> dict[str, Any]:
         if batch.get("broken") is True:  # failed to decode: passed on, never embedded
             return dict(batch)
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        trainer = attached_trainer(self)
+        datamodule = trainer.datamodule if trainer is not None else None
         fingerprint = getattr(datamodule, "eval_fingerprint", None)
         tokens, cls = self.cached_backbone(
             batch["frames"], batch, fingerprint() if callable(fingerprint) else None
@@ -380,7 +383,9 @@ class MVFormerModule(pl.LightningModule):
     def _frozen_keys(self) -> set[str]:
         return set(self.model.backbone.frozen_state_keys(prefix="model.backbone."))
 
-    def _backbone_identity(self) -> dict:
+    def backbone_identity(self) -> dict:
+        """The frozen backbone's name, weight source, blocks and unfrozen stages: what a
+        checkpoint records in place of the backbone's weights."""
         cfg = self.backbone_config
         return {
             "name": cfg.name,
@@ -396,7 +401,7 @@ class MVFormerModule(pl.LightningModule):
             del state[key]
         checkpoint["mvf_lightning"] = {
             "format": CHECKPOINT_FORMAT,
-            "backbone": self._backbone_identity(),
+            "backbone": self.backbone_identity(),
             "trainable_shapes": {k: list(v.shape) for k, v in state.items()},
         }
 
@@ -447,6 +452,18 @@ class MVFormerModule(pl.LightningModule):
         own = self.state_dict()
         for key in self._frozen_keys():
             state[key] = own[key]
+
+    @classmethod
+    def from_settings(
+        cls, settings: dict[str, Any], checkpoint: dict[str, Any] | None = None
+    ) -> MVFormerModule:
+        """The module built from its model settings (a checkpoint's ``hyper_parameters`` or a
+        config's ``model`` section), with a checkpoint's weights if given (checked to fit)."""
+        module = cls(**settings)
+        if checkpoint is not None:
+            module.on_load_checkpoint(checkpoint)
+            module.load_state_dict(checkpoint["state_dict"])
+        return module
 
     def load_trainable_weights(self, path: str | Path) -> None:
         """Start from another run's trainable weights (no optimiser, schedule or epoch)."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .utils.atomic import atomic_path
+from ..utils.atomic import atomic_path
 
 RUN_FILE = "run.json"
 CHECKPOINT_DIRNAME = "checkpoints"

@@ -29,13 +29,13 @@ from typing import Any
 
 import yaml
 
-from .errors import DataError
+from ..errors import DataError
 from .run_status import STATUS_FILE, read_status
 from .sweep import _short_keys
 
 STATUSES = ("finished", "failed (exit N)", "stopped (why, exit N)", "requeued", "running",
             "unreadable (why)")
-"""From the run's ``status.json`` (written by every fit, :mod:`mvf_lightning.run_status`):
+"""From the run's ``status.json`` (written by every fit, :mod:`mvf_lightning.tracking.run_status`):
 finished (exit 0), failed (an error), stopped (SIGTERM or Ctrl-C, with a checkpoint to resume;
 or its process is gone without a word; or silent for longer than ``--active-minutes``),
 requeued (Slurm continues it in a new attempt), running. Runs from before ``status.json``:
@@ -378,7 +378,7 @@ def _local_run(kind: str, folder: Path, root: Path, active_s: float) -> Run:
 def add_set_means(run: Run) -> None:
     """Add ``<stage>/<dataset>/mean/<metric>`` where only per-set values were logged, with the
     evaluation protocol's own regrouping and mean."""
-    from .evaluation.protocol import MEAN, mean_over_sets, results_from_metrics
+    from ..evaluation.protocol import MEAN, mean_over_sets, results_from_metrics
 
     pairs = {(m["stage"], m["dataset"]) for k in run.metrics if (m := _METRIC.match(k))}
     for stage, dataset in sorted(pairs):

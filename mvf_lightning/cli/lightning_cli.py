@@ -19,13 +19,14 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from .config_files import config_sources
-from .errors import CheckpointError, ConfigError, MissingFileError
-from .faults import fault_callbacks, logger_run_folder
-from .module import MVFormerModule
-from .runs import add_run_arguments, start_run_from_config
-from .sweep import log_sweep_run_to_wandb, name_sweep_run
-from .wandb_setup import offline_unless_reachable
+from ..tracking.sweep import log_sweep_run_to_wandb, name_sweep_run
+from ..tracking.wandb_setup import offline_unless_reachable
+from ..training.faults import fault_callbacks, logger_run_folder
+from ..training.module import MVFormerModule
+from ..training.runs import add_run_arguments, start_run_from_config
+from .checkpoint_settings import CheckpointSettings
+from .config_files import config_sources, expand_config_args
+from .config_values import plain
 
 _KEY_PATTERNS = (
     re.compile(r'key "([^"]+)"'),
@@ -143,7 +144,7 @@ class RunConfigSaver(SaveConfigCallback):
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for logger in _wandb_loggers(trainer):
-            logger.experiment.config.update({"cli": _to_plain(self.config)}, allow_val_change=True)
+            logger.experiment.config.update({"cli": plain(self.config)}, allow_val_change=True)
             run_dir = logger_run_folder(logger)
             run_dir.mkdir(parents=True, exist_ok=True)
             path = run_dir / self.config_filename
@@ -194,8 +195,17 @@ def build_trainer(
 class MVFLightningCLI(LightningCLI):
     """Lightning's CLI with the model fixed to :class:`MVFormerModule` and any DataModule."""
 
-    def __init__(self, args: list[str] | None = None, run: bool = True, model_only: bool = False):
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        run: bool = True,
+        model_only: bool = False,
+        build: bool = True,
+    ):
+        """``model_only``: the model section alone (data optional, nothing else built);
+        ``build=False`` with it: parse only (:func:`config_sections`)."""
         self._model_only = model_only
+        self._build = build
         self._args = list(args) if args is not None else sys.argv[1:]
         MVFArgumentParser.config_files = config_sources(list(args or []))
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
@@ -214,6 +224,8 @@ class MVFLightningCLI(LightningCLI):
             # allow_abbrev=False: `--trainer.max_epoch` is a typo, not `max_epochs`.
             parser_kwargs={"parser_mode": "omegaconf", "allow_abbrev": False},
             save_config_callback=RunConfigSaver,
+            # The callbacks every fit gets, whatever the config lists (training/faults.py).
+            trainer_defaults={"callbacks": fault_callbacks()},
             auto_configure_optimizers=False,
             args=args,
             run=run,
@@ -234,17 +246,18 @@ class MVFLightningCLI(LightningCLI):
         if not self._model_only:
             parser.link_arguments("data.init_args.num_frames", "model.embedder.num_frames")
 
-    def _parse_ckpt_path(self) -> None:
-        apply_checkpoint_hparams(self, super()._parse_ckpt_path)
-
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         # Run identity (runs.py): a fit with a run name continues that run's newest checkpoint
         # through `ckpt_path`, so Lightning restores it like a user-given one.
         if self.config.get("subcommand") == "fit":
             self.run_identity = start_run_from_config(self.config["fit"])
+        # Read before LightningCLI takes the checkpoint's model settings (next), compared after.
+        self.checkpoint_settings = CheckpointSettings.read(self.config)
 
     def before_instantiate_classes(self) -> None:
+        if self.checkpoint_settings is not None:
+            self.checkpoint_settings.compare(self.config)
         if self.subcommand == "fit":  # a W&B sweep run logs to W&B, named by its values
             log_sweep_run_to_wandb(self.config[self.subcommand])
         if self.subcommand is not None:
@@ -254,13 +267,13 @@ class MVFLightningCLI(LightningCLI):
         if trainer_cfg is not None and _uses_wandb(trainer_cfg.get("logger")):
             offline_unless_reachable(_wandb_save_dir(trainer_cfg.get("logger")))
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-        return super()._instantiate_trainer(config, [*callbacks, *fault_callbacks()])
-
     def instantiate_classes(self) -> None:
         if not self._model_only:
             return super().instantiate_classes()
-        model_cfg = _to_plain(self.config["model"])
+        if not self._build:
+            self.model = self.datamodule = self.trainer = None
+            return None
+        model_cfg = plain(self.config["model"])
         # Counting parameters needs no weights: never download or read them here.
         model_cfg["backbone"]["pretrained"] = "none"
         self.model = MVFormerModule(**model_cfg)
@@ -268,117 +281,24 @@ class MVFLightningCLI(LightningCLI):
         self.trainer = None
 
 
-# ---------------------------------------------------------------------- faults (helper "faults")
-# Model settings a resumed fit may change: not restored from the checkpoint, no tensor shapes.
-RESUME_COMPATIBLE = ("loss.", "eval_max_frames", "init_from")
-_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    value = _to_plain(value)
-    if not isinstance(value, dict):
-        return {prefix.rstrip("."): value}
-    out: dict[str, Any] = {}
-    for k, v in value.items():
-        out.update(_flat(v, f"{prefix}{k}."))
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def _checked_ckpt_path(cli: Any) -> str | None:
-    """The ``--ckpt_path`` of this command if it names a file; a missing file is an error."""
-    sub = cli.config.get("subcommand")
-    path = cli.config[sub].get("ckpt_path") if sub else None
-    if not path or str(path) in _LIGHTNING_CKPT_NAMES or str(path).startswith("registry"):
-        return None
-    if not os.path.isfile(path):
-        raise MissingFileError(f"--ckpt_path: checkpoint not found: {path}")
-    return str(path)
-
-
-def apply_checkpoint_hparams(cli: Any, parse: Any) -> None:
-    """Run Lightning's ``--ckpt_path`` hyperparameter parsing (``parse``) without losing the
-    user's settings silently: a fit refuses model settings that differ from the checkpoint's
-    (naming them), except :data:`RESUME_COMPATIBLE` ones, which keep the user's value;
-    validate/test/predict use the checkpoint's and say so."""
-    path = _checked_ckpt_path(cli)
-    if path is None:
-        return parse()
-    sub = cli.config["subcommand"]
-    before = _flat(cli.config[sub]["model"])
-    try:
-        parse()
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(
-            f"--ckpt_path {path}: not a readable checkpoint (truncated or not a torch file: "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__})"
-        ) from None
-    if sub == "fit":
-        _check_training_left(cli.config[sub]["trainer"], path)
-    after = _flat(cli.config[sub]["model"])
-    differ = sorted(k for k in set(before) | set(after) if not _same(before.get(k), after.get(k)))
-    keep = [k for k in differ if k.startswith(RESUME_COMPATIBLE)]
-    conflicts = [k for k in differ if k not in keep]
-    for key in keep:
-        cli.config[f"{sub}.model.{key}"] = before[key]
-    if not conflicts:
-        return None
-    if sub != "fit":
-        sys.stderr.write(
-            f"note: using the checkpoint's model settings for {', '.join(conflicts)}\n"
-        )
-        return None
-    detail = ", ".join(
-        f"model.{k}={before.get(k)!r} (checkpoint: {after.get(k)!r})" for k in conflicts[:6]
-    )
-    more = f" and {len(conflicts) - 6} more" if len(conflicts) > 6 else ""
-    raise ConfigError(
-        f"--ckpt_path {path} resumes a run whose model settings differ from this command's: "
-        f"{detail}{more}; resuming keeps the checkpoint's, so drop these settings, or start a "
-        f"new run from its weights with --model.init_from={path}"
-    )
-
-
-def _check_training_left(trainer: Any, path: str) -> None:
-    """A fit resumed from a checkpoint that already reached ``max_epochs`` / ``max_steps``
-    would stop at once and report success: say so instead."""
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
-    epochs_done = int(progress.get("current", {}).get("processed", ckpt.get("epoch", 0)))
-    steps_done = int(ckpt.get("global_step", 0))
-    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
-    if max_epochs is not None and max_epochs >= 0 and epochs_done >= max_epochs:
-        raise ConfigError(
-            f"--ckpt_path {path} has already trained {epochs_done} epoch(s) and "
-            f"trainer.max_epochs={max_epochs}: nothing left to train; raise trainer.max_epochs"
-        )
-    if max_steps is not None and max_steps > 0 and steps_done >= max_steps:
-        raise ConfigError(
-            f"--ckpt_path {path} has already trained {steps_done} step(s) and "
-            f"trainer.max_steps={max_steps}: nothing left to train; raise trainer.max_steps"
-        )
-
-
 def _uses_wandb(config: Any) -> bool:
-    return "WandbLogger" in str(_to_plain(config))
+    return "WandbLogger" in str(plain(config))
 
 
 def _wandb_save_dir(config: Any) -> str | None:
-    loggers = _to_plain(config)
-    for logger in map(_to_plain, loggers if isinstance(loggers, list) else [loggers]):
+    loggers = plain(config)
+    for logger in map(plain, loggers if isinstance(loggers, list) else [loggers]):
         if isinstance(logger, dict) and "WandbLogger" in str(logger.get("class_path")):
             return (logger.get("init_args") or {}).get("save_dir")
     return None
 
 
-def _to_plain(value: Any) -> Any:
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    return value
+def config_sections(config: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model settings, DataModule init args)`` of a training config file (``inherit:``
+    applied), as the CLI resolves them; builds nothing."""
+    cli = MVFLightningCLI(
+        args=expand_config_args(["--config", str(config)]), run=False, model_only=True,
+        build=False,
+    )
+    data = plain(cli.config.get("data")) or {}
+    return plain(cli.config["model"]), dict(data.get("init_args") or {})

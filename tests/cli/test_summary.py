@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mvf_lightning.cli import main
-from mvf_lightning.config_files import expand_config_args
+from mvf_lightning.cli.commands import main
+from mvf_lightning.cli.config_files import expand_config_args
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

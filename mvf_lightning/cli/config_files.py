@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError, MissingFileError
+from ..errors import ConfigError, MissingFileError
 
 INHERIT_KEY = "inherit"
 INLINE_SOURCES: dict[str, str] = {}

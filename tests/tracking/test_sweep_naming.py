@@ -1,10 +1,10 @@
-"""mvf_lightning.sweep: which values a sweep run swept, and the run name that shows them."""
+"""mvf_lightning.tracking.sweep: which values a sweep run swept, and the run name showing them."""
 
 from __future__ import annotations
 
 from jsonargparse import Namespace
 
-from mvf_lightning.sweep import name_sweep_run, run_name, swept_values
+from mvf_lightning.tracking.sweep import name_sweep_run, run_name, swept_values
 
 WANDB = "lightning.pytorch.loggers.WandbLogger"
 

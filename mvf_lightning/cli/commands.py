@@ -12,8 +12,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from ..tracking.wandb_setup import offline_without_account
 from .config_files import expand_config_args
-from .wandb_setup import offline_without_account
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -68,7 +68,7 @@ def _summary_modules(model):
 
 
 # ---------------------------------------------------------------------- errors (helper "faults")
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 _LEGACY_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
@@ -90,7 +90,7 @@ def is_user_error(error: BaseException) -> bool:
     out-of-memory, NCCL errors and anything raised inside torch or Lightning keep their
     traceback.
     """
-    from .errors import MVFError
+    from ..errors import MVFError
 
     if isinstance(error, MVFError):
         return True
@@ -151,7 +151,7 @@ def _interrupted(command: str, rest: list[str], error: BaseException) -> str:
 def _run_lightning(command: str, rest: list[str]) -> int:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from .faults import remove_empty_log_dirs
+    from ..training.faults import remove_empty_log_dirs
     from .lightning_cli import MVFLightningCLI
 
     try:
@@ -173,19 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     try:
         if command == "prepare":
-            from .prepare.cli import main as prepare_main
+            from ..prepare.cli import main as prepare_main
 
             return prepare_main(rest)
         if command == "evaluate":
-            from .evaluation.evaluate_cli import main as evaluate_main
+            from ..evaluation.evaluate_cli import main as evaluate_main
 
             return evaluate_main(rest)
         if command == "results":
-            from .results import main as results_main
+            from ..tracking.results import main as results_main
 
             return results_main(rest)
         if command == "align":
-            from .align.command import main as align_main
+            from ..align.command import main as align_main
 
             return align_main(rest)
         if command == "summary":

@@ -11,7 +11,7 @@ import pytest
 import torch
 from jsonargparse import Namespace
 
-from mvf_lightning.runs import (
+from mvf_lightning.training.runs import (
     RunError,
     apply_run,
     newest_checkpoint,
@@ -156,7 +156,7 @@ def test_resume_auto_names_the_unreadable_checkpoints_it_skips(tmp_path, capsys)
 
 def test_requeue_can_be_turned_off_from_the_command_line(tmp_path):
     """The README's switch: Lightning's SLURMEnvironment without automatic requeue."""
-    from mvf_lightning.lightning_cli import MVFLightningCLI
+    from mvf_lightning.cli.lightning_cli import MVFLightningCLI
     from tests.cli_helpers import ROOT, tiny_override
 
     override = tiny_override(tmp_path, tmp_path / "demo", tmp_path / "ckpt", tmp_path / "logs")

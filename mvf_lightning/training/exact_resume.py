@@ -22,7 +22,8 @@ Three things are not right in a Lightning (2.6) checkpoint as Lightning restores
     it from the next batch, or skip it; the alignment metrics need every video, so it is
     redone from its first video.
 
-Lightning's checkpoint loop format is internal; it is read and written only here.
+Lightning's checkpoint format and loops are internal: they are read and written in
+:mod:`.lightning_private` only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from .lightning_private import (
+    batches_started,
+    normalize_fit_loop_state,
+    restart_training_iterator,
+    training_dataloaders,
+)
+
 __all__ = [
     "ExactResume",
     "ResumePoint",
@@ -43,14 +51,10 @@ __all__ = [
     "training_position",
 ]
 
-_BATCHES = "epoch_loop.batch_progress"
-_VALIDATION = "epoch_loop.val_loop.batch_progress"
-
 
 def training_position(trainer: Any) -> tuple[int, int]:
     """``(epoch, batches of that epoch already trained)`` of the next training batch."""
-    epoch_loop = trainer.fit_loop.epoch_loop
-    return int(trainer.current_epoch), int(epoch_loop.batch_progress.current.ready)
+    return int(trainer.current_epoch), batches_started(trainer)
 
 
 def seed_training_batch(trainer: Any, seed: int, rank: int) -> None:
@@ -72,79 +76,22 @@ class ResumePoint:
     """Every batch of ``epoch`` was trained; only its end (validation, hooks) is left."""
 
 
-def _counts(progress: dict, part: str = "total") -> tuple[int, int, int, int]:
-    c = progress.get(part, {})
-    return (int(c.get("ready", 0)), int(c.get("started", 0)), int(c.get("processed", 0)),
-            int(c.get("completed", 0)))
-
-
-def _set(progress: dict, part: str, ready: int, started: int, processed: int,
-         completed: int) -> None:
-    progress[part] = dict(ready=ready, started=started, processed=processed, completed=completed)
-
-
-def _validation_interrupted(progress: dict) -> bool:
-    """A validation had started in this epoch and not finished its last batch."""
-    started = _counts(progress, "current")[1]
-    finished = progress.get("is_last_batch") and _counts(progress, "current")[3] == started
-    return started > 0 and not finished
-
-
-def _redo_validation(progress: dict) -> None:
-    """Lightning's "restarted mid-evaluation" state with nothing done in the current run:
-    the validation runs again from its first batch."""
-    n = _counts(progress)[1]
-    if not _validation_interrupted(progress):
-        n += 1  # not started yet: one batch "started" so that Lightning goes and runs it
-    _set(progress, "total", n, n, n - 1, n - 1)
-    _set(progress, "current", 0, 0, 0, 0)
-    progress["is_last_batch"] = False
-
-
 def normalize_resume_point(checkpoint: dict) -> ResumePoint | None:
     """Rewrite the loop progress of ``checkpoint`` (in place) into a state Lightning resumes
     exactly (see the module doc) and return where the data order continues; None for a
     checkpoint without training loop state."""
-    fit = (checkpoint.get("loops") or {}).get("fit_loop")
-    if not fit or "epoch_progress" not in fit:
-        return None
-    _ready, started, processed, _completed = _counts(fit["epoch_progress"], "current")
-    epoch = processed
-    if started == processed:  # between epochs: the next one starts from its first batch
-        return ResumePoint(epoch, 0)
-    batches = fit.get(_BATCHES) or {}
-    validation = fit.get(_VALIDATION)
-    b_ready, b_started, b_processed, b_completed = _counts(batches)
-    in_last_batch_end = (
-        batches.get("is_last_batch")
-        and b_ready == b_started == b_processed
-        and b_completed == b_processed - 1
-    )
-    if in_last_batch_end:
-        for part in ("total", "current"):
-            r, s, p, _ = _counts(batches, part)
-            _set(batches, part, r, s, p, p)
-        if validation is not None:
-            _redo_validation(validation)
-        return ResumePoint(epoch, _counts(batches, "current")[2], all_batches_done=True)
-    if validation is not None and _validation_interrupted(validation):
-        _redo_validation(validation)
-    done = _counts(batches, "current")[2]
-    last = bool(batches.get("is_last_batch")) and done > 0
-    return ResumePoint(epoch, done, all_batches_done=last)
+    state = normalize_fit_loop_state(checkpoint)
+    return None if state is None else ResumePoint(*state)
 
 
 def continue_data_order(trainer: Any, point: ResumePoint) -> int:
     """Continue every :class:`EpochSeededSampler` of the training loader at ``point`` and
     recreate the loader's iterator (Lightning made it before the sampler's epoch was known).
     Called from ``on_train_start`` of a resumed fit. Returns the batches skipped."""
-    from .data.datasets import EpochSeededSampler
+    from ..data.datasets import EpochSeededSampler
 
-    fit_loop = trainer.fit_loop
-    loader = fit_loop._combined_loader
-    fetcher = fit_loop._data_fetcher
     resumed = False
-    for dl in loader.flattened if loader is not None else []:
+    for dl in training_dataloaders(trainer):
         sampler = getattr(dl, "sampler", None)
         if isinstance(sampler, EpochSeededSampler):
             if point.all_batches_done:
@@ -154,9 +101,8 @@ def continue_data_order(trainer: Any, point: ResumePoint) -> int:
                            sampler.num_samples)
             sampler.resume_at(point.epoch, seen)
             resumed = True
-    if not resumed or fetcher is None:
+    if not resumed or not restart_training_iterator(trainer):
         return 0
-    iter(fetcher)
     return point.batches_done
 
 

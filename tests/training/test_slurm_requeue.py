@@ -12,7 +12,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 
-from mvf_lightning.slurm_requeue import RequeueAtStepBoundary
+from mvf_lightning.training.slurm_requeue import RequeueAtStepBoundary
 
 
 class _SignalledAtStep(BoringModel):

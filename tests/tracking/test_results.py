@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvf_lightning.results import collect_runs, main, read_wandb_run
+from mvf_lightning.tracking.results import collect_runs, main, read_wandb_run
 from tests.cli_helpers import ROOT, read_metrics, run_cli, tiny_override
 from tests.experiments.helpers import wandb_tiny_override, write_wandb_log
 
@@ -181,7 +181,7 @@ def test_failed_running_and_stopped_runs_are_marked_not_dropped(hand_made, capsy
 
 
 def test_means_over_actions_and_the_newest_evaluation(hand_made):
-    from mvf_lightning.results import add_set_means
+    from mvf_lightning.tracking.results import add_set_means
 
     runs = {run.name: run for run in collect_runs([hand_made])}
     crashed = runs["crashed"]
@@ -212,7 +212,7 @@ def test_bad_folders_and_outputs_are_named(tmp_path):
 
 # ----------------------------------------------------------------------- what runs record
 def _status(folder: Path, status: str, **fields) -> None:
-    from mvf_lightning.run_status import write_status
+    from mvf_lightning.tracking.run_status import write_status
 
     write_status(folder, status, **fields)
 

@@ -20,6 +20,8 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from .lightning_private import cluster_environment, run_slurm_requeue
+
 __all__ = ["RequeueAtStepBoundary"]
 
 
@@ -42,7 +44,7 @@ class RequeueAtStepBoundary(Callback):
         self._received = False
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        environment = trainer._accelerator_connector.cluster_environment
+        environment = cluster_environment(trainer)
         if stage != "fit" or not isinstance(environment, SLURMEnvironment):
             return
         if not environment.auto_requeue or environment.requeue_signal is None:  # None: Windows
@@ -70,7 +72,7 @@ class RequeueAtStepBoundary(Callback):
         if trainer.fit_loop.done:
             rank_zero_info("requeue signal in the final epoch's end: the fit finishes, no requeue")
             return
-        trainer._signal_connector._slurm_sigusr_handler_fn(self._signum, None)
+        run_slurm_requeue(trainer, self._signum)
         from .faults import record_status  # faults imports this module
 
         record_status(trainer, "requeued", exit_code=None,

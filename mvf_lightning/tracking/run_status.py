@@ -1,5 +1,5 @@
 """How a fit ended, written into each of its log folders as ``status.json`` (Lightning-free:
-the format; :class:`mvf_lightning.faults.RunStatus` writes it during a fit).
+the format; :class:`mvf_lightning.training.faults.RunStatus` writes it during a fit).
 
 ``results`` reads it instead of guessing from the metrics: a run stopped by SIGTERM (exit
 143), stopped inside a validation, requeued by Slurm, failed with an error, or killed without
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .utils.atomic import atomic_path
+from ..utils.atomic import atomic_path
 
 __all__ = ["STATES", "STATUS_FILE", "read_status", "write_status"]
 

@@ -164,7 +164,7 @@ def test_resume_continues_the_epoch_count(trained):
 
 # ---------------------------------------------------------------------------- fast: parser
 def _main_in_process(monkeypatch, tmp_path, args: list[str]):
-    from mvf_lightning.cli import main
+    from mvf_lightning.cli.commands import main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
