@@ -1,9 +1,12 @@
 """Benchmark: our torch metrics vs the scipy / scikit-learn formulation on Penn Action-sized data.
 
 Synthetic, phase-structured, L2-normalised embeddings: 13 sets (actions), ~160 videos
-each split into train/val, ~100 frames, 128-d. Both implementations run on the same
-data in one process; prints per-metric times, speed ratios and the metric values
-(mean over sets) of both. CPU only unless --device says otherwise.
+each split into train/val, ~100 frames, 128-d. Three implementations run on the same data
+in one process, interleaved set by set: ``ours`` (the torch kernels called directly, the
+path before the metric classes), ``classes`` (the ``torchmetrics.Metric`` classes the
+evaluation now uses: one ``update`` per video, then ``compute``) and ``ref`` (scipy /
+scikit-learn). Prints per-metric times, speed ratios and the metric values (mean over
+sets). CPU only unless --device says otherwise.
 
     .venv/bin/python benchmarks/bench_metrics.py [--quick] [--device cpu]
 """
@@ -26,6 +29,12 @@ from mvf_lightning.evaluation import (
     phase_classification,
     phase_progression,
     retrieval_ap_at,
+)
+from mvf_lightning.evaluation.metrics import (
+    KendallsTau,
+    PhaseClassification,
+    PhaseProgression,
+    RetrievalAP,
 )
 
 KS = (5, 10, 15)
@@ -134,6 +143,27 @@ def run(impl: str, sets, stride: int, fractions, device: torch.device):
                 for f in fractions
             }
             prog = timed("progression", lambda: phase_progression(tx, ty, vx, vy, c))  # noqa: B023
+        elif impl == "classes":
+            def fed(metric, tx=tx, ty=ty, vx=vx, vy=vy):
+                metric.to(device)
+                for i, (x, y) in enumerate(zip(tx, ty)):
+                    metric.update(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+                                  video_id=f"t{i:04d}", train=True)
+                for i, (x, y) in enumerate(zip(vx, vy)):
+                    metric.update(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+                                  video_id=f"v{i:04d}")
+                return metric.compute()
+
+            tau_metric = KendallsTau(stride=stride, frames="all")
+            tau = float(timed("kendalls_tau", lambda m=tau_metric: fed(m)))
+            ap = timed("retrieval_ap", lambda: fed(RetrievalAP(k=list(KS), stride=stride)))
+            ap = {k: float(ap[f"retrieval_ap@{k}"]) for k in KS}
+            cls = {
+                f: float(timed("classification",
+                               lambda f=f: fed(PhaseClassification(fraction=f))))
+                for f in fractions
+            }
+            prog = float(timed("progression", lambda: fed(PhaseProgression(num_classes=c))))  # noqa: B023
         else:
             tau = timed("kendalls_tau", lambda: ref_tau(vx, stride))  # noqa: B023
             ap = timed("retrieval_ap", lambda: ref_ap(vx, vy, stride))  # noqa: B023
@@ -181,8 +211,10 @@ def main() -> None:
     run("ours", [make_set(np.random.default_rng(1), 6, 20, dim)], args.stride, fractions, device)
     # Interleaved set by set, so load from other processes hits both sides alike.
     t_ours, t_ref, per_ours, per_ref = {}, {}, {}, {}
+    t_cls, per_cls = {}, {}
     for one in sets:
-        for impl, times, per in (("ours", t_ours, per_ours), ("ref", t_ref, per_ref)):
+        for impl, times, per in (("ours", t_ours, per_ours), ("classes", t_cls, per_cls),
+                                 ("ref", t_ref, per_ref)):
             t, _, vals = run(impl, [one], args.stride, fractions, device)
             for k, v in t.items():
                 times[k] = times.get(k, 0.0) + v
@@ -196,6 +228,17 @@ def main() -> None:
         print(f"{name:<16}{t_ours[name]:9.2f}{t_ref[name]:9.2f}{t_ref[name] / t_ours[name]:8.1f}x")
     to, tr = sum(t_ours.values()), sum(t_ref.values())
     print(f"{'total':<16}{to:9.2f}{tr:9.2f}{tr / to:8.1f}x")
+
+    print("\nthe metric classes (torchmetrics, this evaluation's path) vs the kernels called "
+          "directly (the path before them), same data:")
+    print(f"{'metric':<16}{'classes s':>10}{'kernels s':>10}{'classes / kernels':>19}")
+    for name in t_ours:
+        ratio = t_cls[name] / t_ours[name]
+        print(f"{name:<16}{t_cls[name]:10.2f}{t_ours[name]:10.2f}{ratio:18.2f}x")
+    tc = sum(t_cls.values())
+    print(f"{'total':<16}{tc:10.2f}{to:10.2f}{tc / to:18.2f}x")
+    same = max(abs(a - b) for k in per_ours for a, b in zip(per_ours[k], per_cls[k]))
+    print(f"max |classes - kernels| over every metric and set: {same:.2e}")
 
     print(f"\n{'value (mean over sets)':<24}{'ours':>12}{'ref':>12}{'max |diff| per set':>20}")
     for name in v_ours:

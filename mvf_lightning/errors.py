@@ -1,8 +1,14 @@
 """The project's own error types: mistakes a user can fix, reported by the CLI as one line.
 
-Anything else (CUDA out of memory, NCCL, a bug) keeps its traceback. Each type also subclasses
-the built-in that callers already expect (``ValueError``, ``FileNotFoundError``, ...), so
-code catching those keeps working.
+The rule: an error is a user error when the person running ``python -m mvf_lightning ...`` can
+fix it by changing a setting, an argument or a file (a bad value, a missing or unexpected file,
+a file that would be overwritten, a checkpoint or dataset that does not fit). Every such error
+type derives from :class:`MVFError` (through the classes below), and the CLI decides "one line
+or traceback" by that type alone. Anything else (a bug, an internal API misused by our own
+code, CUDA out of memory, NCCL) stays a built-in exception and keeps its traceback.
+
+Each type also subclasses the built-in that callers already expect (``ValueError``,
+``FileNotFoundError``, ...), so code catching those keeps working.
 """
 
 from __future__ import annotations

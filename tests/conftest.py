@@ -63,3 +63,15 @@ def warped(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
     path = tmp_path_factory.mktemp("warped") / "warped.mp4"
     write_video(path, frames[warp], info.fps)
     return path, warp
+
+
+_COSTLY_TOPICS = ("integration", "slurm", "docker")
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end topics (a CLI subprocess, DDP, a Slurm job, a container) always cost more
+    than the quick tier's budget: they are ``slow`` too, so ``-m "not slow"`` leaves them out
+    without each test repeating the mark."""
+    for item in items:
+        if any(item.get_closest_marker(topic) for topic in _COSTLY_TOPICS):
+            item.add_marker(pytest.mark.slow)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExistingFileError
+from ..errors import ConfigError, DataError, ExistingFileError, MissingFileError
 from .matching import METHODS, Match, match_frames, pairwise_distances, transfer_labels
 
 __all__ = ["FORMAT", "main", "run_align"]
@@ -57,14 +57,14 @@ def _labels(path: str | None, num_frames: int, what: str) -> np.ndarray | None:
         return None
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{what}: labels file not found: {p}")
+        raise MissingFileError(f"{what}: labels file not found: {p}")
     try:
         labels = np.load(p, allow_pickle=False)
     except ValueError as e:
-        raise ValueError(f"{p}: not a numpy .npy array of labels ({e})") from e
+        raise DataError(f"{p}: not a numpy .npy array of labels ({e})") from e
     labels = np.asarray(labels).reshape(-1)
     if labels.dtype.kind not in "iu" or len(labels) != num_frames:
-        raise ValueError(
+        raise DataError(
             f"{p}: expected {num_frames} integer phase labels (one per frame of {what}), got "
             f"{labels.dtype} with {len(labels)} entries"
         )
@@ -131,13 +131,13 @@ def run_align(
     from .model import file_identity, load_model
 
     if method not in METHODS:
-        raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
+        raise ConfigError(f"--method must be one of {METHODS}, got {method!r}")
     if positions not in POSITION_MODES:
-        raise ValueError(f"--positions must be one of {POSITION_MODES}, got {positions!r}")
+        raise ConfigError(f"--positions must be one of {POSITION_MODES}, got {positions!r}")
     if not others:
-        raise ValueError("align needs a query video and at least one other video")
+        raise ConfigError("align needs a query video and at least one other video")
     if other_phases and len(other_phases) != len(others):
-        raise ValueError(
+        raise ConfigError(
             f"--other-phases: {len(other_phases)} files for {len(others)} other videos"
         )
     out_dir = Path(out).expanduser()

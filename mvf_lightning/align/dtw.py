@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ["band_mask", "dtw"]
 
 # back-pointers: which neighbour the cell's best path came from
@@ -28,7 +30,7 @@ def band_mask(n: int, m: int, window: int | None) -> np.ndarray | None:
     if window is None:
         return None
     if window < 0:
-        raise ValueError(f"window must be >= 0 frames, got {window}")
+        raise ConfigError(f"window must be >= 0 frames, got {window}")
     slope = (m - 1) / (n - 1) if n > 1 else 0.0
     centre = np.arange(n)[:, None] * slope
     # widen by the slope so that consecutive rows' allowed ranges overlap (a path exists)
@@ -65,7 +67,7 @@ def dtw(cost: np.ndarray, window: int | None = None) -> tuple[np.ndarray, float]
         acc[i + 1, j + 1] = c[i, j] + candidates[step, np.arange(len(i))]
     total = float(acc[n, m])
     if not np.isfinite(total):
-        raise ValueError(f"dtw: window={window} is too narrow for {n} x {m} frames")
+        raise ConfigError(f"dtw: window={window} is too narrow for {n} x {m} frames")
     path = [(n - 1, m - 1)]
     i, j = n - 1, m - 1
     while i > 0 or j > 0:

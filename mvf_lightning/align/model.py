@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError, MissingFileError
 
 __all__ = ["Preprocessing", "file_identity", "load_model"]
 
@@ -69,15 +69,15 @@ def file_identity(path: str | os.PathLike) -> dict[str, Any]:
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__})") from e
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict)")
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
     if "mvf_lightning" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: not an mvf_lightning MV-Former checkpoint (another architecture: no "
             "'mvf_lightning' entry or model hyper-parameters)"
         )
@@ -96,7 +96,7 @@ def load_model(
     from ..training.module import MVFormerModule
 
     if ckpt is None and config is None:
-        raise ValueError("align needs --ckpt CHECKPOINT or --config CONFIG (or both)")
+        raise ConfigError("align needs --ckpt CHECKPOINT or --config CONFIG (or both)")
     checkpoint = None
     identity: dict[str, Any] = {}
     if ckpt is not None:
@@ -106,7 +106,7 @@ def load_model(
     if config is not None:
         config = Path(config).expanduser()
         if not config.is_file():
-            raise FileNotFoundError(f"config not found: {config}")
+            raise MissingFileError(f"config not found: {config}")
         from ..cli.lightning_cli import config_sections
 
         model_args, data_args = config_sections(config)

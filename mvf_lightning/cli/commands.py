@@ -8,9 +8,9 @@ Lightning is imported only by the commands that need it (it takes seconds to imp
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
-from pathlib import Path
 
 from ..tracking.wandb_setup import offline_without_account
 from .config_files import expand_config_args
@@ -68,40 +68,18 @@ def _summary_modules(model):
 
 
 # ---------------------------------------------------------------------- errors (helper "faults")
-_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
-_LEGACY_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
-
-
-def _raised_here(error: BaseException) -> bool:
-    """Whether the innermost frame of ``error``'s traceback is in this package."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
-
-
 def is_user_error(error: BaseException) -> bool:
-    """A mistake the user can fix (one line), as opposed to a failure (traceback).
-
-    Ours: :class:`~mvf_lightning.errors.MVFError` and Lightning's ``MisconfigurationException``
-    (a setting that contradicts another). Code written before ``errors.py`` raised plain
-    ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` / ``RuntimeError`` (or its own
-    subclasses of them) for bad input: those count when this package raised them. CUDA
-    out-of-memory, NCCL errors and anything raised inside torch or Lightning keep their
-    traceback.
+    """A mistake the user can fix (one line), as opposed to a failure (traceback), told apart
+    by type alone: :class:`~mvf_lightning.errors.MVFError` (every error of ours meant for a
+    user derives from it) and Lightning's ``MisconfigurationException`` (a setting that
+    contradicts another). Anything else (a built-in ``ValueError`` wherever it was raised,
+    CUDA out of memory, NCCL errors) keeps its traceback.
     """
     from ..errors import MVFError
 
     if isinstance(error, MVFError):
         return True
-    if any(c.__name__ == "MisconfigurationException" for c in type(error).__mro__):
-        return True
-    legacy = (
-        isinstance(error, _LEGACY_USER_ERRORS)
-        or type(error) is RuntimeError
-        or type(error).__module__.startswith("mvf_lightning.")
-    )
-    return legacy and _raised_here(error)
+    return any(c.__name__ == "MisconfigurationException" for c in type(error).__mro__)
 
 
 def _user_error_in(error: BaseException) -> BaseException | None:
@@ -117,9 +95,21 @@ def _user_error_in(error: BaseException) -> BaseException | None:
     return None
 
 
+_WORKER_TRACEBACK = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text
+    text = str(error)
+    if _WORKER_TRACEBACK.match(text):
+        # Re-raised by a DataLoader from a worker: torch put the worker's traceback in the
+        # message, and the original message ends it, after "<module>.<class>: ".
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else (
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+        _, found, original = text.rpartition(f"\n{name}: ")
+        text = original if found else text
+    return " ".join(text.split()) or type(error).__name__
 
 
 def _interrupted(command: str, rest: list[str], error: BaseException) -> str:

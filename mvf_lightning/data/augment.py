@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .color_jitter import ColorJitterPerView
 
 __all__ = [
@@ -44,14 +46,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _check_stats(mean: Sequence[float], std: Sequence[float], who: str) -> None:
     if len(mean) != 3 or len(std) != 3:
-        raise ValueError(f"{who}: mean and std need 3 values (RGB), got {list(mean)}, {list(std)}")
+        raise ConfigError(f"{who}: mean and std need 3 values (RGB), got {list(mean)}, {list(std)}")
     if min(std) <= 0:
-        raise ValueError(f"{who}: std must be > 0, got {list(std)}")
+        raise ConfigError(f"{who}: std must be > 0, got {list(std)}")
 
 
 def _check_prob(name: str, p: float, who: str) -> None:
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{who}: {name} must be a probability in [0, 1], got {p}")
+        raise ConfigError(f"{who}: {name} must be a probability in [0, 1], got {p}")
 
 
 def _check_pixel_dtype(frames: torch.Tensor, who: str) -> None:
@@ -213,14 +215,14 @@ class TrainAugmentation(nn.Module):
             else tuple(int(k) for k in blur_kernel_size)
         )
         if len(kernel) != 2 or min(kernel) < 3 or any(k % 2 == 0 for k in kernel):
-            raise ValueError(
+            raise ConfigError(
                 f"{who}: blur_kernel_size must be odd sizes >= 3 (height, width), "
                 f"got {blur_kernel_size}"
             )
         if not 0 < blur_sigma[0] <= blur_sigma[1]:
-            raise ValueError(f"{who}: blur_sigma must be (low, high) with 0 < low <= high")
+            raise ConfigError(f"{who}: blur_sigma must be (low, high) with 0 < low <= high")
         if not 0 < crop_scale[0] <= crop_scale[1] or not 0 < crop_ratio[0] <= crop_ratio[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"{who}: crop_scale and crop_ratio must be (low, high) with 0 < low <= high, "
                 f"got {crop_scale}, {crop_ratio}"
             )
@@ -318,7 +320,7 @@ class EvalTransform(nn.Module):
         super().__init__()
         _check_stats(mean, std, type(self).__name__)
         if crop not in ("native", "resize"):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: crop must be 'native' or 'resize', got {crop!r}"
             )
         self.crop = crop
@@ -334,7 +336,7 @@ class EvalTransform(nn.Module):
         h, w = x.shape[-2:]
         if self.crop == "native":
             if h < s or w < s:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(self).__name__}: a native {s}x{s} centre crop needs frames of at "
                     f"least that size, got {h}x{w}; set data.eval_crop: resize (or decode_size)"
                 )
@@ -351,6 +353,13 @@ class EvalTransform(nn.Module):
         top, left = (h - s) // 2, (w - s) // 2
         x = x[..., top : top + s, left : left + s]
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    @torch.no_grad()
+    def to_display(self, frames: torch.Tensor) -> np.ndarray:
+        """Frames this transform made (``[N, 3, S, S]``) back to uint8 ``[N, S, S, 3]``."""
+        x = frames.detach().float()
+        x = x * self.std.to(x.device) + self.mean.to(x.device)
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 __all__ = [
     "ColorJitterPerView",
     "adjust_brightness",
@@ -117,11 +119,11 @@ class ColorJitterPerView(nn.Module):
             ("saturation", saturation),
         ):
             if value < 0:
-                raise ValueError(f"{who}: {name} must be >= 0, got {value}")
+                raise ConfigError(f"{who}: {name} must be >= 0, got {value}")
         if not 0.0 <= hue <= 0.5:
-            raise ValueError(f"{who}: hue must be in [0, 0.5], got {hue}")
+            raise ConfigError(f"{who}: hue must be in [0, 0.5], got {hue}")
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{who}: p must be a probability in [0, 1], got {p}")
+            raise ConfigError(f"{who}: p must be a probability in [0, 1], got {p}")
         self.ranges = [
             (max(0.0, 1.0 - v), 1.0 + v) if v > 0 else None
             for v in (float(brightness), float(contrast), float(saturation))

@@ -26,6 +26,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import ConcatDataset, DataLoader
 
+from ..errors import ConfigError
 from .augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -34,6 +35,7 @@ from .augment import (
     TrainAugmentation,
     TrainAugmentationConfig,
 )
+from .contract import EvalFrames, input_normalization
 from .datasets import (
     BrokenVideoTracker,
     EpochSeededSampler,
@@ -164,16 +166,16 @@ class VideoDataModule(LightningDataModule):
         if isinstance(augmentation, dict):
             augmentation = TrainAugmentationConfig(**augmentation)
         if not isinstance(augmentation, TrainAugmentationConfig):
-            raise TypeError(
+            raise ConfigError(
                 f"data.augmentation must be a TrainAugmentationConfig, got {augmentation!r}"
             )
         self.save_hyperparameters(ignore=["augmentation"])
         # plain values only: checkpoints load with torch.load(weights_only=True)
         self.hparams["augmentation"] = dataclasses.asdict(augmentation)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         self.root = str(root)
         self.train_split = train_split
         self.eval_root = str(eval_root) if eval_root is not None else self.root
@@ -225,29 +227,28 @@ class VideoDataModule(LightningDataModule):
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """``(mean, std)`` used for training and evaluation frames.
 
-        Values given to the DataModule win; a ``None`` one is the backbone's own
-        (``trainer.lightning_module.model.backbone.mean/std``, from timm's data config), or
-        ImageNet's with one warning when the module has no such backbone.
+        Values given to the DataModule win; a ``None`` one is the model's own, asked through
+        :class:`~mvf_lightning.data.contract.InputNormalization` (MV-Former: its backbone's,
+        from timm's data config), or ImageNet's with one warning when the model does not say.
         """
         trainer = self._trainer_or_none()
-        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        module = trainer.lightning_module if trainer is not None else None
         if self._stats_from is module and self._stats_from is not _UNRESOLVED:
             return self._resolved
-        backbone = getattr(getattr(module, "model", None), "backbone", None)
         mean, std = self._mean, self._std
         if mean is None or std is None:
-            own_mean = getattr(backbone, "mean", None)
-            own_std = getattr(backbone, "std", None)
-            if own_mean is None or own_std is None:
+            own = input_normalization(module) if module is not None else None
+            if own is None:
                 if module is not None:
                     warnings.warn(
-                        f"{type(module).__name__} has no model.backbone.mean/std: normalising "
-                        "frames with ImageNet's (set data.mean and data.std to choose)",
+                        f"{type(module).__name__} does not say how its input is normalised "
+                        "(input_normalization()): normalising frames with ImageNet's (set "
+                        "data.mean and data.std to choose)",
                         stacklevel=2,
                     )
-                own_mean, own_std = IMAGENET_MEAN, IMAGENET_STD
-            mean = mean or tuple(float(v) for v in own_mean)
-            std = std or tuple(float(v) for v in own_std)
+                own = (IMAGENET_MEAN, IMAGENET_STD)
+            mean = mean or tuple(float(v) for v in own[0])
+            std = std or tuple(float(v) for v in own[1])
         self.train_augment.set_normalization(mean, std)
         self.eval_transform.set_normalization(mean, std)
         self._resolved = (tuple(mean), tuple(std))
@@ -255,7 +256,7 @@ class VideoDataModule(LightningDataModule):
         return self._resolved
 
     def _trainer_or_none(self) -> Any:
-        return getattr(self, "trainer", None)
+        return self.trainer
 
     # ------------------------------------------------------------------ indexes
     def hint(self, root: str) -> str:
@@ -267,7 +268,7 @@ class VideoDataModule(LightningDataModule):
         if self.groups is not None:
             missing = [g for g in self.groups if g not in index.groups]
             if missing:
-                raise ValueError(
+                raise ConfigError(
                     f"groups {missing} not in {root}/index/{split}.json (it has {index.groups})"
                 )
             keep = set(self.groups)
@@ -300,7 +301,7 @@ class VideoDataModule(LightningDataModule):
         if self.eval_groups is not None:
             missing = [g for g in self.eval_groups if g not in names]
             if missing:
-                raise ValueError(
+                raise ConfigError(
                     f"eval groups {missing} not in {self.eval_root}/index "
                     f"{self.eval_train_split}/{self.eval_val_split} (it has {names})"
                 )
@@ -365,6 +366,26 @@ class VideoDataModule(LightningDataModule):
             "indexes": self._indexes_digest,
         }
         return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+    def eval_frames(self, set_name: str, video_id: str) -> EvalFrames | None:
+        """The frames of one val video of an evaluation set as evaluation sees them (for
+        pictures); None if the video is not there or does not decode."""
+        if self.eval_dataset is None:
+            self.setup("validate")
+        for part in self.eval_dataset.datasets if self.eval_dataset is not None else []:
+            if (part.set_name, part.split) != (set_name, "val"):
+                continue
+            for i in range(len(part)):
+                if part.record(i).id != video_id:
+                    continue
+                item = part[i]
+                if item.get("broken") is True:
+                    return None
+                self.normalization()
+                model_input = self.eval_transform(item["frames"])
+                display = self.eval_transform.to_display(model_input)
+                return EvalFrames(str(video_id), model_input, display)
+        return None
 
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from ..errors import ConfigError
 from .datamodules import VideoDataModule
 from .demo import DEMO_NUM_PHASES, default_demo_root, ensure_demo_dataset, is_demo_dataset
 from .sampling import TimeWindow
@@ -64,7 +65,7 @@ class FineGymDataModule(VideoDataModule):
         **kwargs: Any,
     ) -> None:
         if variant not in ("gym99", "gym288"):
-            raise ValueError(f"FineGym variant must be 'gym99' or 'gym288', got {variant!r}")
+            raise ConfigError(f"FineGym variant must be 'gym99' or 'gym288', got {variant!r}")
         self.variant = variant
         self.eval_name = variant
         self.alignment_stride = 5

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 from torch.utils.data._utils.collate import default_collate
 
-from ..errors import MVFError
+from ..errors import ConfigError, DataError
 from .decode import VideoDecodeError, VideoFile
 from .index import VideoIndex, VideoRecord, resample_labels
 from .sampling import StrideSampler, TimeAugmentSampler
@@ -64,7 +64,7 @@ def _stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
     """Stack ``[..., 3, H, W]`` views of channel-last memory, keeping that memory layout."""
     sizes = {tuple(f.shape[-2:]) for f in frames}
     if len(sizes) > 1:
-        raise ValueError(
+        raise ConfigError(
             f"videos in one batch have different frame sizes {sorted(sizes)}: set "
             "data.decode_size: [H, W] to resize while decoding, or data.batch_size: 1"
         )
@@ -86,7 +86,7 @@ class VideoDataset(Dataset):
         if not isinstance(index, VideoIndex):
             raise TypeError(f"{type(self).__name__}: index must be a VideoIndex, got {index!r}")
         if decode_size is not None and (len(decode_size) != 2 or min(decode_size) < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: decode_size must be [height, width], got {decode_size!r}"
             )
         self.index = index
@@ -153,7 +153,7 @@ class TrainClipDataset(VideoDataset):
     ) -> None:
         super().__init__(index, decode_size, num_threads)
         if len(index) == 0:
-            raise ValueError(f"TrainClipDataset: index {index.dataset}/{index.split} has no videos")
+            raise DataError(f"TrainClipDataset: index {index.dataset}/{index.split} has no videos")
         self.augment = augment
         """Applied to each item's ``[V, T, 3, H, W]`` frames in the worker (e.g. a
         :class:`~mvf_lightning.data.augment.TrainAugmentation`), seeded per (seed, epoch,
@@ -399,7 +399,7 @@ def worker_leaves_signals_to_main(worker_id: int) -> None:
     ).start()
 
 
-class TooManyBrokenVideosError(MVFError, RuntimeError):
+class TooManyBrokenVideosError(DataError, RuntimeError):
     """More training videos are unreadable than the configured tolerance allows."""
 
 
@@ -420,9 +420,9 @@ class BrokenVideoTracker:
         list_path: str | None = None,
     ) -> None:
         if not 0.0 <= max_broken_fraction <= 1.0:
-            raise ValueError(f"max_broken_fraction must be in [0, 1], got {max_broken_fraction}")
+            raise ConfigError(f"max_broken_fraction must be in [0, 1], got {max_broken_fraction}")
         if max_broken_videos < 0:
-            raise ValueError(f"max_broken_videos must be >= 0, got {max_broken_videos}")
+            raise ConfigError(f"max_broken_videos must be >= 0, got {max_broken_videos}")
         self.num_videos = int(num_videos)
         self.max_broken_fraction = float(max_broken_fraction)
         self.max_broken_videos = int(max_broken_videos)

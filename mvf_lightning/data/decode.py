@@ -11,11 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DataError
+
 __all__ = ["VideoDecodeError", "VideoFile", "VideoInfo", "probe_video", "read_frames"]
 
 
-class VideoDecodeError(RuntimeError):
-    """A video could not be opened or decoded; ``path`` names the file."""
+class VideoDecodeError(DataError, RuntimeError):
+    """A video could not be opened or decoded; ``path`` names the file. Still a
+    ``RuntimeError``, as it was before :mod:`mvf_lightning.errors`."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = str(path)

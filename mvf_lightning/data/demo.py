@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, ExistingFileError
 from .index import INDEX_DIRNAME, VideoIndex, VideoRecord, index_path
 from .video_writer import write_video
 
@@ -152,9 +153,9 @@ def ensure_demo_dataset(
     if is_demo_dataset(root):
         return root
     if size % 8 or size < 16:
-        raise ValueError(f"demo size must be a multiple of 8 and >= 16, got {size}")
+        raise ConfigError(f"demo size must be a multiple of 8 and >= 16, got {size}")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(
+        raise ExistingFileError(
             f"{root} exists and is not a complete demo dataset (no {_MANIFEST} of version "
             f"{DEMO_VERSION} and index/train.json, index/val.json); delete it or pick another root"
         )

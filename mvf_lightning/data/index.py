@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingFileError
+from ..errors import DataError, ExistingFileError, MissingFileError
 from ..utils.atomic import atomic_path
 
 INDEX_FORMAT = "mvf_lightning.video_index"
@@ -23,7 +23,7 @@ INDEX_VERSION = 1
 INDEX_DIRNAME = "index"
 
 
-class DatasetIndexError(ValueError):
+class DatasetIndexError(DataError):
     """An index file is malformed; the message names the file and the problem."""
 
 
@@ -195,7 +195,7 @@ class VideoIndex:
         """Write atomically; refuse to replace an existing index unless ``overwrite``."""
         path = Path(path)
         if path.exists() and not overwrite:
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"index {path} already exists; pass --overwrite (overwrite=True) to replace it"
             )
         with atomic_path(path) as tmp:
@@ -207,7 +207,7 @@ class VideoIndex:
         """Read and validate an index file. ``root`` defaults to the folder above ``index/``."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"dataset index not found: {path}")
+            raise MissingFileError(f"dataset index not found: {path}")
         try:
             with open(path) as f:
                 data = json.load(f)

@@ -15,6 +15,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ["StrideSampler", "TimeAugmentSampler", "TimeWindow", "ViewSample"]
 
 TimeWindow = Literal["video", "frames"]
@@ -62,18 +64,18 @@ class TimeAugmentSampler:
         window: TimeWindow = "video",
     ) -> None:
         if int(num_frames) < 1:
-            raise ValueError(f"TimeAugmentSampler: num_frames must be >= 1, got {num_frames}")
+            raise ConfigError(f"TimeAugmentSampler: num_frames must be >= 1, got {num_frames}")
         if not 0 < min_scale <= max_scale:
-            raise ValueError(
+            raise ConfigError(
                 "TimeAugmentSampler: need 0 < min_scale <= max_scale, "
                 f"got min_scale={min_scale}, max_scale={max_scale}"
             )
         if not 0.0 <= view_overlap <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"TimeAugmentSampler: view_overlap must be in [0, 1], got {view_overlap}"
             )
         if window not in ("video", "frames"):
-            raise ValueError(
+            raise ConfigError(
                 f"TimeAugmentSampler: window must be 'video' or 'frames', got {window!r}"
             )
         self.num_frames = int(num_frames)
@@ -123,7 +125,7 @@ class StrideSampler:
 
     def __init__(self, stride: int = 1) -> None:
         if int(stride) < 1:
-            raise ValueError(f"StrideSampler: stride must be >= 1, got {stride}")
+            raise ConfigError(f"StrideSampler: stride must be >= 1, got {stride}")
         self.stride = int(stride)
 
     def __repr__(self) -> str:

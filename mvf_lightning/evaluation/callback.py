@@ -1,13 +1,12 @@
 """Lightning callback that scores the evaluation loop's per-video embeddings with the
 DataModule's evaluation protocol and logs, prints and saves the results.
 
-The module's ``validation_step`` / ``test_step`` embed one whole video each and return its
-L2-normalised embeddings with ``labels``, ``video_id``, ``set_name`` and ``split`` (or, for a
-video that failed to decode, ``broken=True`` and ``error``). This callback collects them,
-gathers them from every DDP rank (each video counted once, even when a distributed sampler
-padded the shards) and scores them with :mod:`mvf_lightning.evaluation.protocol`
-identically on every rank, so checkpoint and early-stopping monitors see the same numbers
-everywhere. Rank 0 writes the results as JSON to
+The module's ``validation_step`` / ``test_step`` embed one whole video each
+(:mod:`~mvf_lightning.evaluation.records`). This callback feeds each video to the metrics of
+its set (the protocol's ``torchmetrics.Metric`` classes, :mod:`~.metrics`), which synchronise
+their videos across DDP ranks and score them (each video counted once, even when a
+distributed sampler padded the shards) identically on every rank, so checkpoint and
+early-stopping monitors see the same numbers everywhere. Rank 0 writes the results as JSON to
 ``<log_dir>/evaluation/<stage>_epoch<EEEE>.json``.
 """
 
@@ -19,19 +18,21 @@ import warnings
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
+from ..data.contract import evaluation_data
+from .metrics import VideoMetric
 from .protocol import (
     EvalProtocol,
     EvalResults,
-    VideoEmbedding,
+    computed_values,
     format_table,
+    mean_over_sets,
     results_path,
     results_payload,
-    score_sets,
     write_results,
 )
+from .records import VideoEmbedding, gather_videos, unique_videos, video_record
 
 _LIMITS = {"fit": "limit_val_batches", "validate": "limit_val_batches",
            "test": "limit_test_batches"}
@@ -42,12 +43,11 @@ def check_whole_evaluation(trainer: pl.Trainer, stage: str) -> None:
     evaluation short: each batch is one video, and the alignment metrics need every video
     of a set (a cut loader leaves most sets without their val videos and logs nothing)."""
     key = _LIMITS.get(stage)
-    dm = trainer.datamodule
-    eval_sets = getattr(dm, "eval_sets", None) if dm is not None else None
-    limit = getattr(trainer, key, None) if key else None
-    if not callable(eval_sets) or not limit or isinstance(limit, float) and limit >= 1.0:
+    data = evaluation_data(trainer)
+    limit = getattr(trainer, key) if key else None
+    if data is None or not limit or isinstance(limit, float) and limit >= 1.0:
         return
-    videos = sum(len(s.train_ids) + len(s.val_ids) for s in eval_sets().values())
+    videos = sum(len(s.train_ids) + len(s.val_ids) for s in data.eval_sets().values())
     per_rank = math.ceil(videos / max(trainer.world_size, 1))
     kept = min(limit, per_rank) if isinstance(limit, int) else int(per_rank * limit)
     if 0 < kept < per_rank:
@@ -104,7 +104,10 @@ class AlignmentEvaluation(pl.Callback):
         EvalProtocol().replace(**self.overrides)  # bad values fail at construction
         self.print_table = print_table
         self.save_json = save_json
-        self._videos: list[VideoEmbedding] = []
+        self._metrics: dict[str, dict[str, VideoMetric]] = {}
+        """Per evaluation set, its metrics (``torchmetrics.Metric``s collecting its videos)."""
+        self._broken: list[VideoEmbedding] = []
+        self._device: torch.device | str = "cpu"
         self._warned: set[tuple[str, str, str]] = set()
         self.results: dict[str, dict[str, float]] = {}
         """Last evaluation: ``{set: {metric: value}, ..., "mean": {...}}``."""
@@ -115,22 +118,31 @@ class AlignmentEvaluation(pl.Callback):
 
     def protocol_for(self, trainer: pl.Trainer) -> EvalProtocol:
         """The DataModule's protocol with this callback's overrides and the world size."""
-        dm = trainer.datamodule
-        protocol = getattr(dm, "eval_protocol", None) if dm is not None else None
-        protocol = (protocol or EvalProtocol()).replace(**self.overrides)
-        return protocol.with_world_size(trainer.world_size)
+        data = evaluation_data(trainer)
+        protocol = data.eval_protocol if data is not None else EvalProtocol()
+        return protocol.replace(**self.overrides).with_world_size(trainer.world_size)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         check_whole_evaluation(trainer, stage)
 
     # ---------------------------------------------------------------- collection
+    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.protocol = self.protocol_for(trainer)
+        self._metrics = {}
+        self._broken = []
+        self._device = pl_module.device
+
+    def _set_metrics(self, set_name: str) -> dict[str, VideoMetric]:
+        if set_name not in self._metrics:
+            metrics = self.protocol.set_metrics(self.protocol.set_spec(set_name))
+            self._metrics[set_name] = {k: m.to(self._device) for k, m in metrics.items()}
+        return self._metrics[set_name]
+
     def _collect(self, outputs: Any) -> None:
-        if not isinstance(outputs, dict):
+        video = video_record(outputs)
+        if video is None:
             return
-        ids = (str(outputs.get("video_id", len(self._videos))),
-               str(outputs.get("set_name", "default")), str(outputs.get("split", "val")))
-        if outputs.get("broken") is True:
-            video = VideoEmbedding(*ids, embeddings=None, error=str(outputs.get("error", "")))
+        if video.broken:
             if video.key not in self._warned:
                 self._warned.add(video.key)
                 warnings.warn(
@@ -138,14 +150,13 @@ class AlignmentEvaluation(pl.Callback):
                     f"to decode and is left out of every metric: {video.error}",
                     stacklevel=2,
                 )
-            self._videos.append(video)
+            self._broken.append(video)
             return
-        if "embeddings" not in outputs:
-            return
-        emb = outputs["embeddings"].detach().float().cpu().numpy()
-        labels = outputs.get("labels")
-        lab = None if labels is None else torch.as_tensor(labels).cpu().numpy().astype(np.int64)
-        self._videos.append(VideoEmbedding(*ids, embeddings=emb, labels=lab))
+        embeddings = torch.as_tensor(video.embeddings, device=self._device)
+        labels = torch.as_tensor(video.known_labels(), device=self._device)
+        for metric in self._set_metrics(video.set_name).values():
+            metric.update(embeddings, labels, video_id=video.video_id,
+                          train=video.split == "train")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx=0) -> None:
@@ -157,40 +168,37 @@ class AlignmentEvaluation(pl.Callback):
         self._collect(outputs)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._videos = []
+        self._start(trainer, pl_module)
 
     on_test_epoch_start = on_validation_epoch_start
 
     # ---------------------------------------------------------------- scoring
-    def _gather(self, trainer: pl.Trainer) -> list[VideoEmbedding]:
-        videos = self._videos
-        if trainer.world_size > 1 and torch.distributed.is_available() and \
-                torch.distributed.is_initialized():
-            gathered: list[list[VideoEmbedding] | None] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, videos)
-            videos = [v for part in gathered for v in (part or [])]
-        unique: dict[tuple[str, str, str], VideoEmbedding] = {}
-        for v in videos:
-            unique.setdefault(v.key, v)
-        return [unique[k] for k in sorted(unique)]
-
     def _name(self, trainer: pl.Trainer) -> str:
         if self.dataset_name:
             return self.dataset_name
-        dm = trainer.datamodule
-        name = getattr(dm, "eval_name", None) if dm is not None else None
-        return name or "eval"
+        data = evaluation_data(trainer)
+        return (data.eval_name if data is not None else None) or "eval"
 
-    def evaluate(
-        self, trainer: pl.Trainer, stage: str, device: torch.device | str = "cpu"
-    ) -> dict[str, dict[str, float]]:
-        """Score the collected videos; returns (and keeps) ``{set: metrics, "mean": ...}``."""
-        self.protocol = self.protocol_for(trainer)
-        scored = score_sets(self._gather(trainer), self.protocol, device)
-        self.results = scored.table()
-        self.broken = scored.broken
+    def evaluate(self, trainer: pl.Trainer, stage: str) -> dict[str, dict[str, float]]:
+        """Score the collected videos on every rank (the metrics synchronise their videos);
+        returns (and keeps) ``{set: metrics, "mean": ...}``."""
+        world, rank = trainer.world_size, trainer.global_rank
+        names = [s.name for s in self.protocol.sets]
+        if not names:  # sets not known up front: those any rank saw, in one order
+            names = sorted(set(gather_videos(sorted(self._metrics), world, rank)))
+        sets = {}
+        wanted = self.protocol.metric_names()
+        for name in names:
+            values = computed_values(self._set_metrics(name))
+            scores = {k: values[k] for k in wanted if k in values}
+            if scores:
+                sets[name] = scores
+        broken = unique_videos(gather_videos(self._broken, world, rank))
+        self._scored = EvalResults(sets=sets, mean=mean_over_sets(sets),
+                                   broken=sorted(broken, key=lambda v: v.key))
+        self.results = self._scored.table()
+        self.broken = self._scored.broken
         self.last_stage = stage
-        self._scored = scored
         return self.results
 
     def _log(self, pl_module: pl.LightningModule, trainer: pl.Trainer, stage: str) -> None:
@@ -213,11 +221,11 @@ class AlignmentEvaluation(pl.Callback):
         write_results(results_path(folder, stage, trainer.current_epoch), payload)
 
     def _finish(self, trainer, pl_module, stage: str) -> None:
-        self.evaluate(trainer, stage, device=pl_module.device)
+        self.evaluate(trainer, stage)
         self._log(pl_module, trainer, stage)
         if self.save_json:
             self._save(trainer, stage)
-        self._videos = []
+        self._metrics, self._broken = {}, []
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import DataError, ExistingFileError
 from ..utils.npy import load_npy
 from .protocol import EvalProtocol, VideoEmbedding
 
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 
-class EmbeddingExportError(ValueError):
+class EmbeddingExportError(DataError):
     """An embedding export is malformed; the message names the file and the problem."""
 
 
@@ -152,15 +153,15 @@ def write_embeddings(
     out = Path(out_dir)
     if out.exists():
         if not out.is_dir():
-            raise FileExistsError(f"{out} exists and is not a directory")
+            raise ExistingFileError(f"{out} exists and is not a directory")
         if any(out.iterdir()):
             if not overwrite:
-                raise FileExistsError(
+                raise ExistingFileError(
                     f"{out} already exists and is not empty; pass overwrite=True to replace "
                     "an earlier export"
                 )
             if not is_export(out):
-                raise FileExistsError(
+                raise ExistingFileError(
                     f"{out} is not an embedding export (no {INDEX_NAME} of format "
                     f"{EXPORT_FORMAT!r}); refusing to replace it"
                 )

@@ -7,27 +7,15 @@ Lightning-free: arrays in, uint8 RGB images / videos out (drawn by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..align.matching import match_frames, pairwise_distances
 from ..visualization import Track, alignment_video, attention_image, similarity_matrix_image
+from .records import VideoEmbedding
 
-__all__ = ["EmbeddedVideo", "alignment_clip", "attention_picture", "evenly", "similarity_picture"]
+__all__ = ["alignment_clip", "attention_picture", "evenly", "similarity_picture"]
 
 THUMBNAIL = (320, 280)
-
-
-@dataclass
-class EmbeddedVideo:
-    """One evaluation video: its name, per-frame embeddings ``[N, E]`` (L2-normalised) and
-    labels ``[N]`` (-1 unknown), and, when decoded, its frames uint8 ``[N, H, W, 3]``."""
-
-    name: str
-    embeddings: np.ndarray
-    labels: np.ndarray | None = None
-    frames: np.ndarray | None = None
 
 
 def evenly(n: int, k: int) -> np.ndarray:
@@ -37,20 +25,20 @@ def evenly(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max(k, 1)).round().astype(np.int64))
 
 
-def _phases(video: EmbeddedVideo) -> np.ndarray | None:
-    if video.labels is None or not (np.asarray(video.labels) >= 0).any():
-        return None
-    return np.asarray(video.labels)
+def _phases(video: VideoEmbedding) -> np.ndarray | None:
+    labels = video.known_labels()
+    return labels if (labels >= 0).any() else None
 
 
-def similarity_picture(a: EmbeddedVideo, b: EmbeddedVideo, thumbnail: bool = False) -> np.ndarray:
+def similarity_picture(a: VideoEmbedding, b: VideoEmbedding, thumbnail: bool = False
+                       ) -> np.ndarray:
     """Cosine similarity of every frame of ``a`` (rows) with every frame of ``b`` (columns),
     phase boundaries from the labels and the DTW path on top."""
     sim = np.asarray(a.embeddings, np.float64) @ np.asarray(b.embeddings, np.float64).T
     path = match_frames(pairwise_distances(a.embeddings, b.embeddings), "dtw").path
     kwargs = {"size": THUMBNAIL} if thumbnail else {}
     return similarity_matrix_image(
-        sim, row_name=a.name, col_name=b.name, value_name="cosine similarity",
+        sim, row_name=a.video_id, col_name=b.video_id, value_name="cosine similarity",
         row_phases=_phases(a), col_phases=_phases(b), path=path, **kwargs,
     )
 
@@ -75,19 +63,19 @@ def attention_picture(
 
 
 def alignment_clip(
-    query: EmbeddedVideo, other: EmbeddedVideo, max_frames: int = 200
+    query: VideoEmbedding, other: VideoEmbedding, query_frames: np.ndarray,
+    other_frames: np.ndarray, max_frames: int = 200,
 ) -> tuple[np.ndarray, str]:
-    """``query``'s frames (at most ``max_frames``, evenly spaced) beside the frames of
-    ``other`` that DTW matches to them -> uint8 ``[T, H, W, 3]`` and a caption."""
-    if query.frames is None or other.frames is None:
-        raise ValueError("alignment_clip needs the decoded frames of both videos")
+    """``query``'s frames (uint8 ``[N, H, W, 3]``, at most ``max_frames`` evenly spaced)
+    beside the frames of ``other`` that DTW matches to them -> uint8 ``[T, H, W, 3]`` and a
+    caption."""
     match = match_frames(pairwise_distances(query.embeddings, other.embeddings), "dtw")
-    steps = evenly(len(query.frames), max_frames)
+    steps = evenly(len(query_frames), max_frames)
     tracks = [
-        Track(v.name, len(v.frames), tuple(v.frames.shape[1:3]), _phases(v))
-        for v in (query, other)
+        Track(v.video_id, len(f), tuple(f.shape[1:3]), _phases(v))
+        for v, f in ((query, query_frames), (other, other_frames))
     ]
     indices = np.stack([steps, match.index[steps]])
-    clip = alignment_video(tracks, [query.frames[steps], other.frames[match.index[steps]]],
+    clip = alignment_video(tracks, [query_frames[steps], other_frames[match.index[steps]]],
                            indices)
-    return clip, f"{query.name} (left) and the frames of {other.name} DTW matches to them"
+    return clip, f"{query.video_id} (left) and the frames of {other.video_id} DTW matches to them"

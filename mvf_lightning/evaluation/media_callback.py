@@ -12,12 +12,13 @@ After a validation (and test) loop, rank 0 logs through every logger's sink
 * ``<stage>/media/alignment``: a video of the first video beside the DTW-matched frames of
   the second.
 
-The embeddings come from the evaluation loop's own outputs (the first ``num_videos`` val
-videos of each set that rank 0 sees); only the attention needs the first video embedded
-again, and the alignment video decodes the two chosen videos. Rendering is in
-:mod:`~mvf_lightning.evaluation.media`. A video that fails to decode is skipped with one
-warning. Errors while rendering or logging a medium become one warning per medium
-(``strict=True`` re-raises them), so a long run never dies for a picture.
+The callback only chooses: the embeddings are the evaluation loop's own outputs (the first
+``num_videos`` val videos of each set by id, gathered from every rank), the frames of the two
+chosen videos come from the DataModule (``EvaluationData.eval_frames``), their attention from
+the model (``EvaluationModel.video_attention``); :mod:`~mvf_lightning.evaluation.media`
+renders and :mod:`~mvf_lightning.evaluation.sinks` logs. A video that fails to decode is
+skipped with one warning. Errors while rendering or logging a medium become one warning per
+medium (``strict=True`` re-raises them), so a long run never dies for a picture.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ import logging
 import math
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import torch
 
-from .media import EmbeddedVideo, alignment_clip, attention_picture, similarity_picture
+from ..data.contract import evaluation_data, evaluation_model
+from ..errors import ConfigError
+from .media import alignment_clip, attention_picture, similarity_picture
 from .protocol import results_from_metrics
+from .records import VideoEmbedding, gather_videos, unique_videos, video_record
 from .sinks import MediaSink, sink_for
 
 __all__ = ["EvaluationMedia"]
@@ -77,17 +79,17 @@ class EvaluationMedia(pl.Callback):
     ) -> None:
         super().__init__()
         if every_n_epochs < 1:
-            raise ValueError(f"EvaluationMedia.every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise ConfigError(f"EvaluationMedia.every_n_epochs must be >= 1, got {every_n_epochs}")
         if num_videos < 1:
-            raise ValueError(f"EvaluationMedia.num_videos must be >= 1, got {num_videos}")
+            raise ConfigError(f"EvaluationMedia.num_videos must be >= 1, got {num_videos}")
         if num_attention_frames < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"EvaluationMedia.num_attention_frames must be >= 1, got {num_attention_frames}"
             )
         if not video_fps or video_fps <= 0:
-            raise ValueError(f"EvaluationMedia.video_fps must be > 0, got {video_fps}")
+            raise ConfigError(f"EvaluationMedia.video_fps must be > 0, got {video_fps}")
         if max_video_frames < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"EvaluationMedia.max_video_frames must be >= 1, got {max_video_frames}"
             )
         self.every_n_epochs = int(every_n_epochs)
@@ -99,24 +101,25 @@ class EvaluationMedia(pl.Callback):
         self.media = list(media) if media is not None else list(MEDIA)
         unknown = sorted(set(self.media) - set(MEDIA))
         if unknown:
-            raise ValueError(f"EvaluationMedia.media: unknown {unknown}; valid: {list(MEDIA)}")
+            raise ConfigError(f"EvaluationMedia.media: unknown {unknown}; valid: {list(MEDIA)}")
         self.max_thumbnails = int(max_thumbnails)
         self.strict = bool(strict)
         self._noted: set[tuple[str, ...]] = set()
-        self._videos: dict[str, list[EmbeddedVideo]] = {}
+        self._kept: list[VideoEmbedding] = []
+        self._videos: dict[str, list[VideoEmbedding]] = {}
         self.logged: list[tuple[str, int]] = []
         """``(stage, epoch)`` of every logging round (rank 0), for inspection and tests."""
 
     # ------------------------------------------------------------------ hooks
     def _due(self, trainer: pl.Trainer) -> bool:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return False
         if trainer.state.fn == "fit":
             return (trainer.current_epoch + 1) % self.every_n_epochs == 0
         return True
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule):
-        self._videos = {}
+        self._kept, self._videos = [], {}
 
     on_test_epoch_start = on_validation_epoch_start
 
@@ -132,26 +135,31 @@ class EvaluationMedia(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # on_validation_end: every callback's epoch-end hook (the metrics) has run by now.
         if self._due(trainer):
+            self._choose(trainer)
             self.log_media(trainer, pl_module, "val")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._choose(trainer)
         self.log_media(trainer, pl_module, "test")
 
     def _keep(self, outputs: Any) -> None:
-        """Keep the first ``num_videos`` val videos of each set from the loop's outputs."""
-        if not isinstance(outputs, dict) or "embeddings" not in outputs or outputs.get("broken"):
+        """Keep this rank's first ``num_videos`` val videos of each set."""
+        video = video_record(outputs)
+        if video is None or video.broken or video.split != "val":
             return
-        if str(outputs.get("split", "val")) != "val":
-            return
-        kept = self._videos.setdefault(str(outputs.get("set_name", "default")), [])
-        if len(kept) >= self.num_videos:
-            return
-        labels = outputs.get("labels")
-        kept.append(EmbeddedVideo(
-            str(outputs.get("video_id", len(kept))),
-            outputs["embeddings"].detach().float().cpu().numpy(),
-            None if labels is None else torch.as_tensor(labels).cpu().numpy(),
-        ))
+        if sum(v.set_name == video.set_name for v in self._kept) < self.num_videos:
+            self._kept.append(video)
+
+    def _choose(self, trainer: pl.Trainer) -> None:
+        """On rank 0: the first ``num_videos`` val videos of each set by id, from every rank
+        (every rank takes part in the gather)."""
+        kept = gather_videos(self._kept, trainer.world_size, trainer.global_rank, to=0)
+        self._kept = []
+        self._videos = {}
+        for video in sorted(unique_videos(kept or []), key=lambda v: v.key):
+            chosen = self._videos.setdefault(video.set_name, [])
+            if len(chosen) < self.num_videos:
+                chosen.append(video)
 
     # ------------------------------------------------------------------ messages
     def _note(self, *key: str, message: str) -> None:
@@ -210,7 +218,7 @@ class EvaluationMedia(pl.Callback):
             image = self._guard("similarity image", lambda: similarity_picture(*pair))
             if image is not None:
                 pictures[f"{stage}/media/similarity"] = [
-                    (image, f"{pair[0].name} (rows) vs {pair[-1].name} (columns)")]
+                    (image, f"{pair[0].video_id} (rows) vs {pair[-1].video_id} (columns)")]
         if pair and "attention" in self.media:
             att = self._guard("attention image", lambda: self._attention(trainer, pl_module,
                                                                          pair[0]))
@@ -228,9 +236,9 @@ class EvaluationMedia(pl.Callback):
 
     # ------------------------------------------------------------------ choices
     def _table(self, trainer: pl.Trainer, stage: str) -> tuple[list[str], list[list]] | None:
-        dm = trainer.datamodule
+        data = evaluation_data(trainer)
         results = results_from_metrics(
-            dict(trainer.callback_metrics), stage, getattr(dm, "eval_name", None) or "eval"
+            dict(trainer.callback_metrics), stage, (data.eval_name if data else None) or "eval"
         )
         if not results:
             self._note("table", message="no <stage>/<dataset>/<set>/<metric> metrics logged "
@@ -247,7 +255,7 @@ class EvaluationMedia(pl.Callback):
             out[set_name] = similarity_picture(videos[0], videos[-1], thumbnail=True)
         return out
 
-    def _pair(self) -> list[EmbeddedVideo] | None:
+    def _pair(self) -> list[VideoEmbedding] | None:
         """The two videos of the similarity, attention and alignment media."""
         if not self._videos:
             return None
@@ -261,92 +269,43 @@ class EvaluationMedia(pl.Callback):
         chosen = multi[0] if multi else next(iter(self._videos.values()))
         return [chosen[0], chosen[-1]]
 
-    def _items(self, trainer: pl.Trainer, names: set[str]) -> dict[str, dict]:
-        """Evaluation items (decoded frames) of the val videos named ``names``; a video that
-        fails to decode is left out with one warning."""
-        from ..data.decode import VideoDecodeError
-
-        dataset = getattr(trainer.datamodule, "eval_dataset", None)
-        if dataset is None:
-            self._note("dataset", message="the DataModule has no eval_dataset: no attention "
-                       "or alignment media")
-            return {}
-        found = {}
-        for part in getattr(dataset, "datasets", [dataset]):
-            if getattr(part, "split", "val") != "val":
-                continue
-            records = [part.record(i) for i in range(len(part))] if hasattr(part, "record") \
-                else None
-            for i in range(len(part)):
-                vid = getattr(records[i], "id", None) if records else None
-                if vid is not None and str(vid) not in names:
-                    continue
-                try:
-                    item = part[i]
-                    if item.get("broken") is True:  # the dataset's marker for a broken video
-                        raise VideoDecodeError(item.get("video_id", i), item.get("error", ""))
-                except VideoDecodeError as e:
-                    warnings.warn(f"EvaluationMedia: skipping a video that does not decode: {e}",
-                                  RuntimeWarning, stacklevel=2)
-                    continue
-                if str(item.get("video_id")) in names:
-                    found[str(item["video_id"])] = item
-                if len(found) == len(names):
-                    return found
-        return found
+    def _frames(self, trainer: pl.Trainer, video: VideoEmbedding):
+        """The video's frames from the DataModule (None, with one note or warning, if it
+        cannot give them)."""
+        data = evaluation_data(trainer)
+        if data is None:
+            self._note("data", message="the DataModule does not provide EvaluationData "
+                       "(mvf_lightning.data.contract): no attention or alignment media")
+            return None
+        frames = data.eval_frames(video.set_name, video.video_id)
+        if frames is None:
+            warnings.warn(f"EvaluationMedia: skipping {video.set_name}/{video.video_id}: its "
+                          "frames could not be decoded", RuntimeWarning, stacklevel=2)
+        return frames
 
     # ------------------------------------------------------------------ media needing frames
     def _attention(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                   video: EmbeddedVideo) -> tuple[np.ndarray, str] | None:
-        embed = getattr(pl_module, "embed_video", None)
-        if embed is None:
-            self._note("embed", message=f"{type(pl_module).__name__} has no embed_video(): "
-                       "no attention maps")
+                   video: VideoEmbedding) -> tuple[np.ndarray, str] | None:
+        model = evaluation_model(pl_module)
+        if model is None:
+            self._note("embed", message=f"{type(pl_module).__name__} has no video_attention() "
+                       "(mvf_lightning.data.contract.EvaluationModel): no attention maps")
             return None
-        item = self._items(trainer, {video.name}).get(video.name)
-        if item is None:
+        frames = self._frames(trainer, video)
+        if frames is None:
             return None
-        transform = getattr(trainer.datamodule, "eval_transform", None)
-        x = item["frames"].to(pl_module.device)
-        x = transform(x) if transform is not None else x.float() / 255.0
-        seen = _denormalise(x, transform)
-        plugin = getattr(trainer, "precision_plugin", None)
-        ctx = plugin.forward_context() if plugin is not None else nullcontext()
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.no_grad(), ctx:
-                out = embed(plugin.convert_input(x) if plugin is not None else x,
-                            return_attention=True)
-        finally:
-            pl_module.train(was_training)
-        if out.get("attention") is None:
+        out = model.video_attention(frames.model_input)
+        if out is None:
             self._note("attention", message="the model returns no LSTP attention "
                        "(late-fusion embedder?): no attention maps")
             return None
-        backbone = pl_module.model.backbone
-        grid = tuple(int(g) for g in backbone.feature_grid(*seen.shape[1:3]))
-        return attention_picture(seen, out["attention"].float().cpu().numpy(), grid,
-                                 self.num_attention_frames, video.name)
+        attention, grid = out
+        return attention_picture(frames.display, attention, grid, self.num_attention_frames,
+                                 video.video_id)
 
-    def _alignment(self, trainer: pl.Trainer, pair: list[EmbeddedVideo]):
-        items = self._items(trainer, {v.name for v in pair})
-        if any(v.name not in items for v in pair):
+    def _alignment(self, trainer: pl.Trainer, pair: list[VideoEmbedding]):
+        frames = [self._frames(trainer, v) for v in pair]
+        if any(f is None for f in frames):
             return None
-        query, other = (
-            EmbeddedVideo(v.name, v.embeddings, v.labels,
-                          items[v.name]["frames"].permute(0, 2, 3, 1).contiguous().numpy())
-            for v in pair
-        )
-        return alignment_clip(query, other, self.max_video_frames)
-
-
-def _denormalise(x: torch.Tensor, transform: Any) -> np.ndarray:
-    """Model-input frames ``[N, 3, S, S]`` back to uint8 ``[N, S, S, 3]``."""
-    x = x.detach().float()
-    mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
-    if isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor):
-        x = x * std.to(x.device).view(1, 3, 1, 1) + mean.to(x.device).view(1, 3, 1, 1)
-    else:  # unknown normalisation: stretch to [0, 1]
-        x = (x - x.amin()) / (x.amax() - x.amin()).clamp_min(1e-12)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return alignment_clip(pair[0], pair[1], frames[0].display, frames[1].display,
+                              self.max_video_frames)

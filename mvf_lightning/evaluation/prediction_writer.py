@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from ..data.contract import evaluation_data
+from ..errors import DataError, ExistingFileError, MVFError
 from .export import (
     EXPORT_FORMAT,
     INDEX_NAME,
@@ -26,20 +26,13 @@ from .export import (
     is_export,
     write_embeddings,
 )
-from .protocol import EvalProtocol, VideoEmbedding
+from .protocol import EvalProtocol
+from .records import VideoEmbedding, gather_videos, video_record
 
 __all__ = ["EmbeddingExport"]
 
 # (sort key, record): the sort key is (dataloader_idx, dataset index) where known.
 _Item = tuple[tuple[int, int], VideoEmbedding]
-
-
-def _numpy(x: Any, dtype: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        x = x.float() if np.dtype(dtype).kind == "f" else x
-        x = x.numpy()
-    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
 
 
 class EmbeddingExport(BasePredictionWriter):
@@ -93,17 +86,17 @@ class EmbeddingExport(BasePredictionWriter):
         if not out.exists():
             return
         if not out.is_dir():
-            raise FileExistsError(f"EmbeddingExport: {out} exists and is not a directory")
+            raise ExistingFileError(f"EmbeddingExport: {out} exists and is not a directory")
         if not any(out.iterdir()):
             return
         if not self.overwrite:
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"EmbeddingExport: {out} already exists and is not empty; choose another "
                 "output_dir or set overwrite: true (--trainer.callbacks.overwrite=true) to "
                 "replace an earlier export"
             )
         if not is_export(out):
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"EmbeddingExport: {out} is not an embedding export (no {INDEX_NAME} of format "
                 f"{EXPORT_FORMAT!r}); refusing to replace it even with overwrite"
             )
@@ -128,15 +121,8 @@ class EmbeddingExport(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        if isinstance(prediction, dict) and prediction.get("broken") is True:
-            broken = VideoEmbedding(
-                video_id=str(prediction.get("video_id")), set_name=str(prediction.get("set_name")),
-                split=str(prediction.get("split")), embeddings=None,
-                error=str(prediction.get("error", "")),
-            )
-            self._items.append(((int(dataloader_idx), batch_idx), broken))
-            return
-        if not isinstance(prediction, dict) or "embeddings" not in prediction:
+        record = video_record(prediction)
+        if record is None:
             raise ValueError(
                 "EmbeddingExport: predict_step must return a dict with 'embeddings' [N, E] "
                 f"(one whole video), got {type(prediction).__name__}"
@@ -147,74 +133,47 @@ class EmbeddingExport(BasePredictionWriter):
                     f"EmbeddingExport: prediction has no string {name!r}: evaluation loaders "
                     "yield one whole video per batch (batch size 1)"
                 )
-        emb = _numpy(prediction["embeddings"], np.float32)
-        labels = prediction.get("labels")
-        lab = None if labels is None else _numpy(labels, np.int64)
-        if lab is not None and not (lab >= 0).any():
-            lab = None  # nothing known about this video's phases
-        frames = prediction.get("frame_indices")
-        split = prediction["split"]
-        if split not in SPLITS:
-            raise ValueError(
-                f"EmbeddingExport: video {prediction['video_id']!r} has split {split!r}; "
-                f"exports hold the roles {SPLITS}"
-            )
-        record = VideoEmbedding(
-            video_id=prediction["video_id"],
-            set_name=prediction["set_name"],
-            split=split,
-            embeddings=emb,
-            labels=lab,
-            frame_indices=None if frames is None else _numpy(frames, np.int64),
-            group=str(prediction.get("group", "")),
-        )
+        if not record.broken:
+            if record.split not in SPLITS:
+                raise ValueError(
+                    f"EmbeddingExport: video {record.video_id!r} has split {record.split!r}; "
+                    f"exports hold the roles {SPLITS}"
+                )
+            if record.labels is not None and not (record.labels >= 0).any():
+                record.labels = None  # nothing known about this video's phases
         index = batch_idx
         if batch_indices is not None and len(batch_indices) == 1:
             index = int(batch_indices[0])
         self._items.append(((int(dataloader_idx), index), record))
 
     # ---------------------------------------------------------------- writing
-    def _gather(self, trainer: pl.Trainer) -> list[_Item] | None:
-        """Every rank's items on rank 0 (``None`` on the other ranks)."""
-        items = self._items
-        dist = torch.distributed
-        if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
-            return items
-        parts: list[list[_Item] | None] | None = None
-        if trainer.is_global_zero:
-            parts = [None] * trainer.world_size
-        dist.gather_object(items, parts, dst=0)
-        if parts is None:
-            return None
-        return [item for part in parts for item in (part or [])]
-
     @staticmethod
-    def _unique(items: list[_Item]) -> list[VideoEmbedding]:
-        unique: dict[tuple[str, str, str], _Item] = {}
+    def _in_dataset_order(items: list[_Item]) -> list[VideoEmbedding]:
+        """Each video once (the DistributedSampler pads shards with repeats), in dataset
+        order."""
+        first: dict[tuple[str, str, str], _Item] = {}
         for order, rec in items:
-            key = (rec.set_name, rec.split, rec.video_id)
-            if key not in unique or order < unique[key][0]:
-                unique[key] = (order, rec)
-        return [rec for _, rec in sorted(unique.values(), key=lambda item: item[0])]
+            if rec.key not in first or order < first[rec.key][0]:
+                first[rec.key] = (order, rec)
+        return [rec for _, rec in sorted(first.values(), key=lambda item: item[0])]
 
     @staticmethod
     def _protocol(trainer: pl.Trainer) -> tuple[EvalProtocol | None, str | None]:
         """The DataModule's evaluation protocol (with this run's world size) and name."""
-        dm = trainer.datamodule
-        protocol = getattr(dm, "eval_protocol", None) if dm is not None else None
-        if protocol is not None:
-            protocol = protocol.with_world_size(trainer.world_size)
-        return protocol, getattr(dm, "eval_name", None)
+        data = evaluation_data(trainer)
+        if data is None:
+            return None, None
+        return data.eval_protocol.with_world_size(trainer.world_size), data.eval_name
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        items = self._gather(trainer)
+        items = gather_videos(self._items, trainer.world_size, trainer.global_rank, to=0)
         self._items = []
         error = None
         count = 0
         protocol, dataset = self._protocol(trainer)
         if items is not None:
             try:
-                unique = self._unique(items)
+                unique = self._in_dataset_order(items)
                 records = [r for r in unique if not r.broken]
                 broken = [r for r in unique if r.broken]
                 if broken:
@@ -230,10 +189,12 @@ class EmbeddingExport(BasePredictionWriter):
                 )
                 count = len(records)
             except (OSError, ValueError) as e:
-                error = f"{type(e).__name__}: {e}"
+                error = (isinstance(e, MVFError), f"{type(e).__name__}: {e}")
         if trainer.world_size > 1:
             error = trainer.strategy.broadcast(error, src=0)
         if error is not None:
-            raise RuntimeError(f"EmbeddingExport: writing {self.output_dir} failed: {error}")
+            mistake, reason = error  # a user's mistake stays one (one line from the CLI)
+            kind = DataError if mistake else RuntimeError
+            raise kind(f"EmbeddingExport: writing {self.output_dir} failed: {reason}")
         if trainer.is_global_zero:
             print(f"EmbeddingExport: wrote {count} videos to {self.written}", flush=True)

@@ -1,6 +1,6 @@
 """The evaluation protocol: what is scored, how, and under which names. No Lightning.
 
-One place for the per-video record (:class:`VideoEmbedding`), the protocol's settings
+The per-video record is :class:`~.records.VideoEmbedding`; here: the protocol's settings
 (:class:`EvalProtocol`, supplied by the DataModule and recorded in embedding exports),
 the scoring of one set and of all sets (:func:`score_set`, :func:`score_sets`), the mean
 over sets, the printed table and the results JSON. The training callback, ``evaluate`` and
@@ -28,59 +28,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..utils.atomic import atomic_path
-from .metrics import (
-    kendalls_tau,
-    phase_classification,
-    phase_classification_sgd,
-    phase_progression,
-    retrieval_ap_at,
-)
-from .metrics.sgd_probe import SGDProbeSettings, probe_train_videos
+from .metrics import METRIC_FAMILIES as _FAMILY_CLASSES
+from .metrics import VideoMetric
+from .metrics.classification import PROBES
+from .metrics.sgd_probe import SGDProbeSettings
+from .records import VideoEmbedding
 
-METRIC_FAMILIES = ("phase_classification", "phase_progression", "kendalls_tau", "retrieval_ap")
-PROBES = ("logreg", "sgd")
+METRIC_FAMILIES = tuple(_FAMILY_CLASSES)
+"""The metric families, in table order (``metrics.METRIC_FAMILIES``, the one table)."""
 TAU_FRAMES = ("labelled", "all")
 RESULTS_FORMAT = "mvf_lightning.evaluation_results"
 RESULTS_VERSION = 1
 MEAN = "mean"
-
-
-@dataclass
-class VideoEmbedding:
-    """One evaluated video: its set, its role (``train`` / ``val``) and per-frame arrays.
-
-    ``error`` is set (and ``embeddings`` may be None) for a video that failed to decode:
-    it is listed, never scored.
-    """
-
-    video_id: str
-    set_name: str
-    split: str
-    embeddings: np.ndarray | None  # float32 [N, E]
-    labels: np.ndarray | None = None  # int64 [N], -1 = unknown
-    frame_indices: np.ndarray | None = None  # int64 [N]
-    group: str = ""
-    error: str | None = None
-
-    @property
-    def broken(self) -> bool:
-        return self.error is not None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return self.set_name, self.split, self.video_id
-
-    @property
-    def num_frames(self) -> int:
-        """Number of embedded frames ``N`` (0 for a broken video)."""
-        return 0 if self.embeddings is None else int(self.embeddings.shape[0])
-
-    def known_labels(self) -> np.ndarray:
-        """Labels, all ``-1`` where none are known."""
-        if self.labels is None:
-            return np.full(self.num_frames, -1, dtype=np.int64)
-        return np.asarray(self.labels, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -140,22 +101,24 @@ class EvalProtocol:
         if isinstance(self.sgd, Mapping):
             fix("sgd", SGDProbeSettings(**self.sgd))
         if isinstance(self.stride, bool) or int(self.stride) != self.stride or self.stride < 1:
-            raise ValueError(f"EvalProtocol.stride must be a positive integer, got {self.stride!r}")
+            raise ConfigError(
+                f"EvalProtocol.stride must be a positive integer, got {self.stride!r}"
+            )
         fix("stride", int(self.stride))
         if self.probe not in PROBES:
-            raise ValueError(f"EvalProtocol.probe must be one of {PROBES}, got {self.probe!r}")
+            raise ConfigError(f"EvalProtocol.probe must be one of {PROBES}, got {self.probe!r}")
         bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
         if bad or not self.fractions:
-            raise ValueError(
+            raise ConfigError(
                 f"EvalProtocol.fractions must lie in (0, 1], got {list(self.fractions)}"
             )
         if not self.ap_ks or any(k < 1 for k in self.ap_ks):
-            raise ValueError(f"EvalProtocol.ap_ks must be positive integers, got {self.ap_ks}")
+            raise ConfigError(f"EvalProtocol.ap_ks must be positive integers, got {self.ap_ks}")
         unknown = sorted(set(self.metrics) - set(METRIC_FAMILIES))
         if unknown:
-            raise ValueError(f"EvalProtocol.metrics: unknown {unknown}; valid: {METRIC_FAMILIES}")
+            raise ConfigError(f"EvalProtocol.metrics: unknown {unknown}; valid: {METRIC_FAMILIES}")
         if self.tau_frames not in TAU_FRAMES:
-            raise ValueError(f"EvalProtocol.tau_frames must be one of {TAU_FRAMES}")
+            raise ConfigError(f"EvalProtocol.tau_frames must be one of {TAU_FRAMES}")
 
     # ------------------------------------------------------------------ names
     def classification_name(self, fraction: float) -> str:
@@ -163,16 +126,17 @@ class EvalProtocol:
 
     def metric_names(self) -> list[str]:
         """Every metric name this protocol can report, in table order."""
-        names: list[str] = []
-        if "phase_classification" in self.metrics:
-            names += [self.classification_name(f) for f in self.fractions]
-        if "phase_progression" in self.metrics:
-            names.append("phase_progression")
-        if "kendalls_tau" in self.metrics:
-            names.append("kendalls_tau")
-        if "retrieval_ap" in self.metrics:
-            names += [f"retrieval_ap@{k}" for k in self.ap_ks]
-        return names
+        return [name for family, cls in _FAMILY_CLASSES.items() if family in self.metrics
+                for name in cls.names(self)]
+
+    def set_metrics(self, spec: SetSpec | None = None) -> dict[str, VideoMetric]:
+        """Fresh metrics (``torchmetrics.Metric``) of one evaluation set, by name; a metric
+        computing several names (AP@K for every K) is listed once."""
+        out: dict[str, VideoMetric] = {}
+        for family, cls in _FAMILY_CLASSES.items():
+            if family in self.metrics:
+                out.update(cls.for_protocol(self, spec))
+        return out
 
     def set_spec(self, name: str) -> SetSpec | None:
         return next((s for s in self.sets if s.name == name), None)
@@ -202,15 +166,15 @@ class EvalProtocol:
     def from_json(cls, data: Mapping[str, Any], where: str = "protocol") -> EvalProtocol:
         """Inverse of :meth:`to_json`; unknown keys or bad values raise one clear line."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+            raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
         try:
             return cls(**data)
         except TypeError as e:
-            raise ValueError(f"{where}: {e}") from e
+            raise ConfigError(f"{where}: {e}") from e
 
 
 # ---------------------------------------------------------------------- scoring
@@ -229,20 +193,19 @@ class EvalResults:
         return {**self.sets, MEAN: self.mean} if self.sets else {}
 
 
-def _tensors(videos: Sequence[VideoEmbedding], device: torch.device | str, drop: bool = False):
-    embs, labels = [], []
-    for v in videos:
-        e = torch.as_tensor(v.embeddings, device=device)
-        y = torch.as_tensor(v.known_labels(), device=device)
-        if drop and bool((y >= 0).any()):
-            e = e[y >= 0]
-        embs.append(e)
-        labels.append(y)
-    return embs, labels
-
-
-def _has_labels(videos: Sequence[VideoEmbedding]) -> bool:
-    return any(bool((v.known_labels() >= 0).any()) for v in videos)
+def computed_values(metrics: Mapping[str, VideoMetric]) -> dict[str, float]:
+    """``compute()`` of each metric as ``{name: value}``, leaving out the metrics the data
+    could not define (a metric computing several names contributes each)."""
+    out: dict[str, float] = {}
+    for name, metric in metrics.items():
+        value = metric.compute()
+        if not metric.defined:
+            continue
+        if isinstance(value, Mapping):
+            out.update({k: float(v) for k, v in value.items()})
+        else:
+            out[name] = float(value)
+    return out
 
 
 def score_set(
@@ -253,53 +216,20 @@ def score_set(
 ) -> dict[str, float]:
     """The protocol's metrics of one set from its train and val videos (broken ones are
     skipped), in :meth:`EvalProtocol.metric_names` order; a metric the data cannot define
-    (no labels, no train videos, a single val video) is absent. Val videos are taken in
-    id order and train videos in ``spec.train_ids`` order (else as given), so the same
-    videos give the same numbers whichever order they arrive in."""
-    videos = [v for v in videos if not v.broken]
-    train = [v for v in videos if v.split == "train"]
-    val = sorted((v for v in videos if v.split == "val"), key=lambda v: v.video_id)
-    if spec is not None and spec.train_ids:
-        rank = {vid: i for i, vid in enumerate(spec.train_ids)}
-        train.sort(key=lambda v: rank.get(v.video_id, len(rank)))
-    out: dict[str, float] = {}
-    if not val:
-        return out
-    metrics = protocol.metrics
+    (no labels, no train videos, a single val video) is absent. Computed by the metric
+    classes (:meth:`EvalProtocol.set_metrics`): val videos are taken in id order and train
+    videos in ``spec.train_ids`` order (else in id order), so the same videos give the same
+    numbers whichever order they arrive in."""
+    metrics = protocol.set_metrics(spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if "kendalls_tau" in metrics and len(val) > 1:
-            tau_embs, _ = _tensors(val, device, drop=protocol.tau_frames == "labelled")
-            out["kendalls_tau"] = kendalls_tau(tau_embs, stride=protocol.stride)
-        if not _has_labels(val):
-            return out
-        val_embs, val_labels = _tensors(val, device)
-        if "retrieval_ap" in metrics and len(val) > 1:
-            ap = retrieval_ap_at(val_embs, val_labels, protocol.ap_ks, stride=protocol.stride)
-            out.update({f"retrieval_ap@{k}": value for k, value in ap.items()})
-        if not train or not _has_labels(train):
-            return {name: out[name] for name in protocol.metric_names() if name in out}
-        train_embs, train_labels = _tensors(train, device)
-        top = max(int(v.known_labels().max(initial=-1)) for v in train + val)
-        num_classes = (spec.num_classes if spec is not None else 0) or top + 1
-        if "phase_classification" in metrics:
-            for f in protocol.fractions:
-                if protocol.probe == "sgd":
-                    sgd = protocol.sgd
-                    n = probe_train_videos(len(train), f, sgd)
-                    if _has_labels(train[:n]):
-                        out[protocol.classification_name(f)] = phase_classification_sgd(
-                            train_embs, train_labels, val_embs, val_labels, f,
-                            num_classes=max(num_classes, top + 1), settings=sgd,
-                        )
-                elif _has_labels(train[: max(1, int(f * len(train)))]):
-                    out[protocol.classification_name(f)] = phase_classification(
-                        train_embs, train_labels, val_embs, val_labels, fraction=f
-                    )
-        if "phase_progression" in metrics and num_classes >= 2:
-            out["phase_progression"] = phase_progression(
-                train_embs, train_labels, val_embs, val_labels, num_classes=num_classes
-            )
+        for metric in metrics.values():
+            metric.to(device)
+            for v in videos:
+                if not v.broken:
+                    metric.update(v.embeddings, v.labels, video_id=v.video_id,
+                                  train=v.split == "train")
+        out = computed_values(metrics)
     return {name: out[name] for name in protocol.metric_names() if name in out}
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from mvf_lightning.errors import ConfigError
 from mvf_lightning.losses.base import SequenceLoss
 from mvf_lightning.losses.sequence_contrastive import NEGATIVES, SCL, sequence_contrastive_loss
 from mvf_lightning.losses.temporal_cycle_consistency import TCC, temporal_cycle_consistency_loss
@@ -33,7 +34,7 @@ def get_loss(name: str) -> type[SequenceLoss]:
     try:
         return LOSSES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; valid names: {sorted(LOSSES)}") from None
+        raise ConfigError(f"unknown loss {name!r}; valid names: {sorted(LOSSES)}") from None
 
 
 def _loss_class(class_path: str) -> type[SequenceLoss]:
@@ -51,7 +52,7 @@ def _loss_class(class_path: str) -> type[SequenceLoss]:
         except ImportError:
             cls = None
     if not (isinstance(cls, type) and issubclass(cls, SequenceLoss)):
-        raise ValueError(
+        raise ConfigError(
             f"model.loss: {class_path!r} is not a loss class; use one of "
             f"{sorted(by_name)} or the import path of a SequenceLoss subclass"
         )
@@ -69,11 +70,11 @@ def build_loss(spec: SequenceLoss | dict[str, Any] | str | None) -> SequenceLoss
     if isinstance(spec, str):
         return _loss_class(spec)()
     if not isinstance(spec, dict):
-        raise TypeError(f"model.loss must be a loss or a dict, got {type(spec).__name__}")
+        raise ConfigError(f"model.loss must be a loss or a dict, got {type(spec).__name__}")
     if "class_path" in spec:
         unknown = sorted(set(spec) - {"class_path", "init_args"})
         if unknown:
-            raise ValueError(f"model.loss: unknown key(s) {unknown}; use class_path, init_args")
+            raise ConfigError(f"model.loss: unknown key(s) {unknown}; use class_path, init_args")
         cls = _loss_class(spec["class_path"])
         args = dict(spec.get("init_args") or {})
     elif "name" in spec:
@@ -85,7 +86,7 @@ def build_loss(spec: SequenceLoss | dict[str, Any] | str | None) -> SequenceLoss
     try:
         return cls(**args)
     except TypeError as err:
-        raise ValueError(f"model.loss: {cls.__name__}: {err}") from None
+        raise ConfigError(f"model.loss: {cls.__name__}: {err}") from None
 
 
 __all__ = [

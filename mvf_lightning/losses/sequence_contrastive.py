@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 
+from mvf_lightning.errors import ConfigError
 from mvf_lightning.losses.base import SequenceLoss, check_inputs
 
 NEGATIVES = ("single_noself", "batch_noself", "single", "batch")
@@ -39,11 +40,11 @@ def sequence_contrastive_loss(
     float64) with autocast disabled; returns a scalar.
     """
     if negatives not in NEGATIVES:
-        raise ValueError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
+        raise ConfigError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
     if label_variance <= 0:
-        raise ValueError(f"label_variance must be > 0, got {label_variance}")
+        raise ConfigError(f"label_variance must be > 0, got {label_variance}")
     check_inputs(embs, steps, seq_lens, masks)
 
     b, _, t, d = embs.shape
@@ -109,11 +110,11 @@ class SCL(SequenceLoss):
                 ``_noself`` leaving out the anchor's own view.
         """
         if negatives not in NEGATIVES:
-            raise ValueError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
+            raise ConfigError(f"negatives must be one of {list(NEGATIVES)}, got {negatives!r}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
         if label_variance <= 0:
-            raise ValueError(f"label_variance must be > 0, got {label_variance}")
+            raise ConfigError(f"label_variance must be > 0, got {label_variance}")
         self.temperature = float(temperature)
         self.label_variance = float(label_variance)
         self.negatives = negatives

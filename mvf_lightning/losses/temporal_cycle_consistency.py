@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from mvf_lightning.errors import ConfigError
 from mvf_lightning.losses.base import SequenceLoss, check_inputs
 
 LOSS_TYPES = ("regression_mse_var", "regression_mse", "regression_huber", "classification")
@@ -46,17 +47,17 @@ def _check_settings(
     huber_delta: float,
 ) -> None:
     if loss_type not in LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)}, got {loss_type!r}")
+        raise ConfigError(f"loss_type must be one of {list(LOSS_TYPES)}, got {loss_type!r}")
     if similarity not in SIMILARITIES:
-        raise ValueError(f"similarity must be one of {list(SIMILARITIES)}, got {similarity!r}")
+        raise ConfigError(f"similarity must be one of {list(SIMILARITIES)}, got {similarity!r}")
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
     if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     if variance_lambda < 0:
-        raise ValueError(f"variance_lambda must be >= 0, got {variance_lambda}")
+        raise ConfigError(f"variance_lambda must be >= 0, got {variance_lambda}")
     if huber_delta <= 0:
-        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+        raise ConfigError(f"huber_delta must be > 0, got {huber_delta}")
 
 
 def temporal_cycle_consistency_loss(
@@ -92,7 +93,7 @@ def temporal_cycle_consistency_loss(
     check_inputs(embs, steps, seq_lens, masks)
     b, _, t, d = embs.shape
     if t < 2:
-        raise ValueError(f"TCC needs at least 2 frames per view, got T = {t}")
+        raise ConfigError(f"TCC needs at least 2 frames per view, got T = {t}")
     n = 2 * b
     dtype = torch.float64 if embs.dtype == torch.float64 else torch.float32
     device = embs.device

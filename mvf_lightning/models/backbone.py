@@ -18,6 +18,7 @@ import timm
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, ConfigError, MissingFileError
 from .weight_sources import describe_source, load_package_weights, load_state_dict_file
 
 RANDOM_INIT_SEED = 0
@@ -70,7 +71,7 @@ class ImageBackbone(nn.Module):
         self.weight_source = describe_source(config.pretrained)
         self.model, self.is_vit = _create(config)
         if final_cls and not (self.is_vit and getattr(self.model, "cls_token", None) is not None):
-            raise ValueError(
+            raise ConfigError(
                 f"backbone {config.name} has no CLS token: late fusion on 'cls', dynamic tokens "
                 "and the fixed-width baseline need a ViT with one"
             )
@@ -95,14 +96,14 @@ class ImageBackbone(nn.Module):
                 is_stages = child_name == "blocks" and isinstance(child, nn.Sequential)
                 stages.extend(child if is_stages else [child])
         if config.unfreeze_last < 0 or config.unfreeze_last > len(stages):
-            raise ValueError(
+            raise ConfigError(
                 f"backbone.unfreeze_last={config.unfreeze_last} is out of range for "
                 f"{config.name} ({len(stages)} blocks/stages available)"
             )
         if config.chunk_size < 1:
-            raise ValueError(f"backbone.chunk_size must be >= 1, got {config.chunk_size}")
+            raise ConfigError(f"backbone.chunk_size must be >= 1, got {config.chunk_size}")
         if config.autocast is not None and config.autocast not in AUTOCAST_DTYPES:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone.autocast={config.autocast!r}: use bf16, fp16 or null (no autocast)"
             )
         if config.fused_attn is not None:
@@ -192,17 +193,17 @@ class ImageBackbone(nn.Module):
 
 def _resolve_blocks(blocks: list[int], depth: int, name: str) -> list[int]:
     if not blocks:
-        raise ValueError(f"backbone.blocks is empty: name at least one of the {depth} blocks")
+        raise ConfigError(f"backbone.blocks is empty: name at least one of the {depth} blocks")
     out = []
     for b in blocks:
         if not -depth <= b < depth:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone.blocks: block index {b} is out of range for {name} "
                 f"({depth} blocks: 0..{depth - 1})"
             )
         out.append(b % depth)
     if len(set(out)) != len(out):
-        raise ValueError(f"backbone.blocks: repeated block in {blocks}")
+        raise ConfigError(f"backbone.blocks: repeated block in {blocks}")
     return sorted(out)
 
 
@@ -214,7 +215,7 @@ def _create(config: BackboneConfig) -> tuple[nn.Module, bool]:
 
         close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
         hint = f"; closest timm names: {', '.join(close)}" if close else ""
-        raise ValueError(f"unknown backbone {name!r}: timm has no such model{hint}")
+        raise ConfigError(f"unknown backbone {name!r}: timm has no such model{hint}")
     source = config.pretrained
     kwargs = dict(config.model_kwargs)
     is_vit = _is_vit(arch, kwargs)
@@ -240,13 +241,13 @@ def _create(config: BackboneConfig) -> tuple[nn.Module, bool]:
         if source == "none":
             raise
         if source == "hub":
-            raise RuntimeError(
+            raise ConfigError(
                 f"could not fetch pretrained weights for {name!r} from timm's hub ({e}). Without "
                 "network access, set model.backbone.pretrained to a local "
                 ".safetensors/.pth/.npz file, or to 'none' for random weights"
             ) from e
         detail = " ".join(str(e).split())  # torch's message spans lines
-        raise ValueError(f"backbone weights {source} do not fit {name}: {detail}") from e
+        raise CheckpointError(f"backbone weights {source} do not fit {name}: {detail}") from e
     return model, is_vit
 
 
@@ -259,13 +260,13 @@ def _weights_overlay(source: str, name: str, is_vit: bool) -> dict | None:
     else:
         path = Path(source).expanduser()
         if not path.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"backbone.pretrained={source!r}: no such file; use 'hub', 'none', "
                 "'package:<name>' or the path to a .safetensors/.pth/.npz file"
             )
         if path.suffix == ".npz":
             if not is_vit:
-                raise ValueError(f"{source}: .npz weights are supported for ViTs only")
+                raise ConfigError(f"{source}: .npz weights are supported for ViTs only")
             # Big-vision .npz checkpoints: timm's ViT reads them itself (``load_pretrained``).
             return {"file": str(path), "custom_load": True, "num_classes": 0}
         state = load_state_dict_file(path)

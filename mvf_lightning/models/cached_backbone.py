@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..utils.atomic import atomic_path
 from .backbone import PERFORMANCE_SETTINGS
 
@@ -184,7 +185,7 @@ class FeatureCacheConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in CACHE_MODES:
-            raise ValueError(f"feature_cache.mode={self.mode!r}: use one of {CACHE_MODES}")
+            raise ConfigError(f"feature_cache.mode={self.mode!r}: use one of {CACHE_MODES}")
 
 
 class CachedBackbone:

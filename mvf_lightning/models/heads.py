@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 REDUCTIONS = ("one", "avg", "max", "linear")
 
 
@@ -39,7 +41,7 @@ class FrameReduction(nn.Module):
     def __init__(self, mode: str, num_tokens: int, dim: int) -> None:
         super().__init__()
         if mode not in REDUCTIONS:
-            raise ValueError(f"reduction {mode!r} is not one of {REDUCTIONS}")
+            raise ConfigError(f"reduction {mode!r} is not one of {REDUCTIONS}")
         self.mode = mode
         self.linear = nn.Linear(num_tokens * dim, dim) if mode == "linear" else None
 

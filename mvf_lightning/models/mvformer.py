@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .backbone import BackboneConfig, ImageBackbone
 from .heads import REDUCTIONS, FrameReduction, ProjectionHead, TokenMLP
 from .spatial_pooling import FixedWidthTokens, LearnableSpatialTokenPooling
@@ -77,7 +78,7 @@ class EmbedderConfig:
         ]
         for key, value, allowed in checks:
             if value not in allowed:
-                raise ValueError(f"model.embedder.{key}={value!r}: expected one of {allowed}")
+                raise ConfigError(f"model.embedder.{key}={value!r}: expected one of {allowed}")
         positive = (
             "num_tokens",
             "pool_dim",
@@ -92,12 +93,12 @@ class EmbedderConfig:
         )
         for key in positive:
             if getattr(self, key) < 1:
-                raise ValueError(f"model.embedder.{key} must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"model.embedder.{key} must be >= 1, got {getattr(self, key)}")
         if (
             self.token_identity == "enc"
             and self.num_tokens + self.dynamic_tokens >= self.hidden_dim
         ):
-            raise ValueError("token_identity='enc' needs hidden_dim larger than the token count")
+            raise ConfigError("token_identity='enc' needs hidden_dim larger than the token count")
 
 
 class MultiEntityEmbedder(nn.Module):
@@ -111,7 +112,7 @@ class MultiEntityEmbedder(nn.Module):
         self.config = config
         if config.fusion == "fixed_width":
             if not cls_dim:
-                raise ValueError(
+                raise ConfigError(
                     "model.embedder.fusion='fixed_width' needs a backbone with a CLS token"
                 )
             k = config.num_tokens + config.dynamic_tokens
@@ -187,7 +188,7 @@ class LateFusionEmbedder(nn.Module):
         super().__init__()
         config.validate()
         if config.late_pool == "cls" and not cls_dim:
-            raise ValueError("model.embedder.late_pool='cls' needs a backbone with a CLS token")
+            raise ConfigError("model.embedder.late_pool='cls' needs a backbone with a CLS token")
         self.config = config
         self.num_tokens = 1
         width = cls_dim if config.late_pool == "cls" else in_dim

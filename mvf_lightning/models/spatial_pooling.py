@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class LearnableSpatialTokenPooling(nn.Module):
     """Pool ``tokens [N, S, C]`` into ``[N, K, P]`` with one-head cross-attention.
@@ -33,11 +35,13 @@ class LearnableSpatialTokenPooling(nn.Module):
     ) -> None:
         super().__init__()
         if num_tokens < 1:
-            raise ValueError(f"num_tokens must be >= 1 (entity tokens per frame), got {num_tokens}")
+            raise ConfigError(
+                f"num_tokens must be >= 1 (entity tokens per frame), got {num_tokens}"
+            )
         if num_dynamic_tokens < 0:
-            raise ValueError(f"num_dynamic_tokens must be >= 0, got {num_dynamic_tokens}")
+            raise ConfigError(f"num_dynamic_tokens must be >= 0, got {num_dynamic_tokens}")
         if num_dynamic_tokens and not cls_dim:
-            raise ValueError("dynamic tokens need a CLS token: the backbone has none")
+            raise ConfigError("dynamic tokens need a CLS token: the backbone has none")
         self.num_static = num_tokens
         self.num_dynamic = num_dynamic_tokens
         self.dim = dim
@@ -127,7 +131,9 @@ class FixedWidthTokens(nn.Module):
     def __init__(self, cls_dim: int, num_tokens: int = 3, dim: int = 384) -> None:
         super().__init__()
         if num_tokens < 1:
-            raise ValueError(f"num_tokens must be >= 1 (entity tokens per frame), got {num_tokens}")
+            raise ConfigError(
+                f"num_tokens must be >= 1 (entity tokens per frame), got {num_tokens}"
+            )
         self.num_tokens = num_tokens
         self.dim = dim
         self.linear = nn.Linear(cls_dim, dim * num_tokens)

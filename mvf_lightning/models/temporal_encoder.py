@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def sinusoidal_positions(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """Fixed sine-cosine encoding of (possibly fractional) positions ``[T]`` -> ``[T, dim]``.
@@ -37,7 +39,7 @@ class TemporalPositionEncoding(nn.Module):
     def __init__(self, dim: int, train_length: int, dropout: float = 0.1) -> None:
         super().__init__()
         if train_length < 1:
-            raise ValueError(f"train_length (frames per view) must be >= 1, got {train_length}")
+            raise ConfigError(f"train_length (frames per view) must be >= 1, got {train_length}")
         self.dim = dim
         self.train_length = train_length
         self.dropout = nn.Dropout(dropout)
@@ -86,7 +88,7 @@ class TemporalEncoderLayer(nn.Module):
     ):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"hidden width {dim} is not divisible by num_heads={num_heads}")
+            raise ConfigError(f"hidden width {dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError, ConfigError, MissingFileError
+
 STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")
 """Files read as state dicts; ``.npz`` (big-vision ViTs) is read by timm's ViT itself."""
 # Checkpoints that hold several networks: the image backbone sits under one of these keys
@@ -40,9 +42,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {path}")
+        raise MissingFileError(f"backbone weights file not found: {path}")
     if path.suffix not in STATE_DICT_SUFFIXES:
-        raise ValueError(
+        raise CheckpointError(
             f"unsupported backbone weights file {path}: expected one of "
             + ", ".join(STATE_DICT_SUFFIXES)
             + " (or .npz for ViTs)"
@@ -50,7 +52,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = load_state_dict(str(path), use_ema=False, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(
+        raise CheckpointError(
             f"cannot read backbone weights {path} as a tensor-only file: {e}"
         ) from e
     for key in _WRAPPER_KEYS:
@@ -62,7 +64,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             break
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
     return state
 
 
@@ -131,11 +133,11 @@ PACKAGE_WEIGHTS: dict[str, tuple[str, Callable[[], dict[str, torch.Tensor]]]] = 
 def load_package_weights(name: str, architecture: str) -> dict[str, torch.Tensor]:
     """State dict for ``package:<name>``; checks it fits the requested timm architecture."""
     if name not in PACKAGE_WEIGHTS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown packaged weights 'package:{name}'; available: "
             + ", ".join(f"package:{k}" for k in PACKAGE_WEIGHTS)
         )
     arch, loader = PACKAGE_WEIGHTS[name]
     if architecture.split(".")[0] != arch:
-        raise ValueError(f"packaged weights 'package:{name}' fit {arch!r}, not {architecture!r}")
+        raise ConfigError(f"packaged weights 'package:{name}' fit {arch!r}, not {architecture!r}")
     return loader()

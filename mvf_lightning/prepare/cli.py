@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mvf_lightning.data.index import DatasetIndexError
+from mvf_lightning.errors import MVFError
 from mvf_lightning.prepare.common import PrepareError, default_workers
 
 CODECS = ("libx264", "mpeg4")
@@ -193,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         return _run(args)
-    except (PrepareError, DatasetIndexError, OSError) as e:  # OSError: unwritable out etc.
+    except (MVFError, OSError) as e:  # MVFError: a user's mistake; OSError: unwritable out etc.
         print(f"mvf_lightning prepare {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from mvf_lightning.data.index import VideoIndex, VideoRecord, index_path
+from mvf_lightning.errors import MVFError
 from mvf_lightning.utils.atomic import atomic_path
 
 T = TypeVar("T")
@@ -27,7 +28,7 @@ R = TypeVar("R")
 REPORT_DIRNAME = "reports"
 
 
-class PrepareError(Exception):
+class PrepareError(MVFError):
     """Bad input to a converter; the message names the file/key/value and what was expected."""
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from mvf_lightning.data.video_writer import write_video
+from mvf_lightning.errors import DataError
 
 
-class ClipError(RuntimeError):
-    """The source could not be opened/decoded or the range holds no frames."""
+class ClipError(DataError, RuntimeError):
+    """The source could not be opened/decoded or the range holds no frames. Still a
+    ``RuntimeError``, as it was before :mod:`mvf_lightning.errors`."""
 
 
 def output_frame_count(start: float, end: float, fps: float) -> int:
@@ -115,6 +117,8 @@ def cut_clip(
 
     try:
         write_video(Path(dst), counted(), fps, codec=codec)
+    except ClipError:  # the source's own error (a ValueError too): kept as it is
+        raise
     except ValueError as e:
         if count == 0:
             raise ClipError(f"{src}: no frames between {start:.3f}s and {end:.3f}s") from e

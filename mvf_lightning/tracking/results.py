@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError, ExistingFileError, MissingFileError
 from .run_status import STATUS_FILE, read_status
 from .sweep import _short_keys
 
@@ -75,7 +75,7 @@ def _wandb_records(path: Path) -> Iterator[bytes]:
     ends the scan."""
     data = path.read_bytes()
     if data[:4] != b":W&B":
-        raise ValueError(f"{path}: not a W&B run log (no ':W&B' header)")
+        raise DataError(f"{path}: not a W&B run log (no ':W&B' header)")
     block, pos, pending = 32768, 7, b""
     while pos + 7 <= len(data):
         left = block - pos % block
@@ -113,7 +113,7 @@ def read_wandb_run(folder: Path) -> dict[str, Any]:
         raise RuntimeError("reading W&B run folders needs the `wandb` package") from e
     logs = sorted(folder.glob("*.wandb"))
     if not logs:
-        raise ValueError(f"{folder}: no .wandb run log in this W&B run folder")
+        raise DataError(f"{folder}: no .wandb run log in this W&B run folder")
     out: dict[str, Any] = {"config": {}, "summary": {}, "exit_code": None, "name": ""}
     for data in _wandb_records(logs[0]):
         record = pb.Record()
@@ -151,7 +151,7 @@ def _load_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+        raise DataError(f"{path}: not valid YAML ({e})") from e
     return data if isinstance(data, dict) else {}
 
 
@@ -173,7 +173,7 @@ def _evaluation_metrics(folder: Path) -> tuple[dict[str, float], int | None]:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+            raise DataError(f"{path}: not valid JSON ({e})") from e
         dataset = data.get("dataset", "eval")
         sets = data.get("sets", data.get("results", {}))
         groups = {**{s: v for s, v in sets.items() if isinstance(v, dict)},
@@ -297,7 +297,7 @@ def collect_runs(roots: Sequence[Path], active_minutes: float = 10.0) -> list[Ru
     found: list[tuple[str, Path, Path]] = []
     for root in roots:
         if not root.is_dir():
-            raise FileNotFoundError(f"results: {root} is not a folder")
+            raise MissingFileError(f"results: {root} is not a folder")
         for pattern in ("config*.yaml", STATUS_FILE):
             for path in sorted(root.rglob(pattern)):
                 config_dirs.setdefault(path.parent.name, path.parent)
@@ -479,7 +479,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def write_out(rows: list[dict[str, Any]], path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"results: {path} exists (add --overwrite to replace it)")
+        raise ExistingFileError(f"results: {path} exists (add --overwrite to replace it)")
     if path.suffix == ".json":
         text = json.dumps(rows, indent=2, allow_nan=True)
     elif path.suffix == ".csv":
@@ -489,7 +489,7 @@ def write_out(rows: list[dict[str, Any]], path: Path, overwrite: bool) -> None:
         writer.writerows(rows)
         text = buf.getvalue()
     else:
-        raise ValueError(f"results --out {path}: expected a .csv or .json file name")
+        raise ConfigError(f"results --out {path}: expected a .csv or .json file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import DataError
+
 SWEEP_ID = "WANDB_SWEEP_ID"
 SWEEP_PARAM_PATH = "WANDB_SWEEP_PARAM_PATH"
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -36,7 +38,7 @@ def swept_values(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> di
         try:
             params = yaml.safe_load(Path(path).read_text()) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"{path} ({SWEEP_PARAM_PATH}): not valid YAML ({e})") from e
+            raise DataError(f"{path} ({SWEEP_PARAM_PATH}): not valid YAML ({e})") from e
         values = {  # also holds `wandb_version: 1` and W&B's own `_...` keys: not swept
             k: v["value"]
             for k, v in params.items()

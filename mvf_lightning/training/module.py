@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
-from ..errors import CheckpointError, MissingFileError
+from ..data.contract import evaluation_data, training_data
+from ..errors import CheckpointError, ConfigError, MissingFileError
 from ..evaluation.windows import equal_windows
 from ..losses import SequenceLoss, build_loss
 from ..models.backbone import BackboneConfig
@@ -103,9 +106,13 @@ def _as(cls: type, value: Any, name: str) -> Any:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(f"model.{name}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+            raise ConfigError(
+                f"model.{name}: unknown key(s) {unknown}; valid keys: {sorted(known)}"
+            )
         return cls(**value)
-    raise TypeError(f"model.{name} must be a {cls.__name__} or a dict, got {type(value).__name__}")
+    raise ConfigError(
+        f"model.{name} must be a {cls.__name__} or a dict, got {type(value).__name__}"
+    )
 
 
 class MVFormerModule(pl.LightningModule):
@@ -157,15 +164,17 @@ class MVFormerModule(pl.LightningModule):
         self.optimizer_config = _as(OptimizerConfig, optimizer, "optimizer")
         self.scheduler_config = _as(SchedulerConfig, scheduler, "scheduler")
         if self.optimizer_config.name not in ("adam", "adamw"):
-            raise ValueError(f"model.optimizer.name={self.optimizer_config.name!r}: use adam|adamw")
+            raise ConfigError(
+                f"model.optimizer.name={self.optimizer_config.name!r}: use adam|adamw"
+            )
         if self.scheduler_config.name not in SCHEDULES:
-            raise ValueError(
+            raise ConfigError(
                 f"model.scheduler.name={self.scheduler_config.name!r}: use {'|'.join(SCHEDULES)}"
             )
         if eval_max_frames < 1:
-            raise ValueError(f"model.eval_max_frames must be >= 1, got {eval_max_frames}")
+            raise ConfigError(f"model.eval_max_frames must be >= 1, got {eval_max_frames}")
         if max_nonfinite_steps < 0:
-            raise ValueError(f"model.max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
+            raise ConfigError(f"model.max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
         self.save_hyperparameters(
             {
                 "backbone": dataclasses.asdict(self.backbone_config),
@@ -278,7 +287,8 @@ class MVFormerModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         """Report training videos that failed to decode and were skipped (the DataModule
         keeps the list; training stops only past its ``max_broken_fraction``)."""
-        broken = list(getattr(self.trainer.datamodule, "broken_videos", None) or [])
+        data = training_data(self.trainer)
+        broken = list(data.broken_videos) if data is not None else []
         count = torch.tensor(float(len(broken)), device=self.device)
         self.log("train/broken_videos", count, reduce_fx="sum", sync_dist=True)
         if broken:
@@ -317,15 +327,38 @@ class MVFormerModule(pl.LightningModule):
         tokens, cls = self.model.backbone_features(frames.unsqueeze(0))
         return self.embed_features(tokens[0], None if cls is None else cls[0], return_attention)
 
+    def input_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` of the frames the frozen backbone expects (timm's data config);
+        the DataModule normalises with it unless told otherwise."""
+        return tuple(self.model.backbone.mean), tuple(self.model.backbone.std)
+
+    @torch.no_grad()
+    def video_attention(self, frames: torch.Tensor) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """LSTP attention of every entity token over the backbone's feature grid for a whole
+        video (``frames [N, 3, S, S]``, normalised), in evaluation mode and the trainer's
+        precision: ``(attention [N, K, h * w], (h, w))``; None for an embedder without it."""
+        trainer = attached_trainer(self)
+        plugin = trainer.precision_plugin if trainer is not None else None
+        x = frames.to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            with plugin.forward_context() if plugin is not None else nullcontext():
+                out = self.embed_video(plugin.convert_input(x) if plugin is not None else x,
+                                       return_attention=True)
+        finally:
+            self.train(was_training)
+        if out.get("attention") is None:
+            return None
+        grid = tuple(int(g) for g in self.model.backbone.feature_grid(*frames.shape[-2:]))
+        return out["attention"].float().cpu().numpy(), grid
+
     def _eval_step(self, batch: dict[str, Any]) -> dict[str, Any]:
         if batch.get("broken") is True:  # failed to decode: passed on, never embedded
             return dict(batch)
-        trainer = attached_trainer(self)
-        datamodule = trainer.datamodule if trainer is not None else None
-        fingerprint = getattr(datamodule, "eval_fingerprint", None)
-        tokens, cls = self.cached_backbone(
-            batch["frames"], batch, fingerprint() if callable(fingerprint) else None
-        )
+        data = evaluation_data(attached_trainer(self))
+        fingerprint = data.eval_fingerprint() if data is not None else None
+        tokens, cls = self.cached_backbone(batch["frames"], batch, fingerprint)
         out = self.embed_features(tokens, cls)
         return {**{k: v for k, v in batch.items() if k != "frames"}, **out}
 
@@ -355,7 +388,7 @@ class MVFormerModule(pl.LightningModule):
         if sched.name == "epoch_cosine":
             epochs = self.trainer.max_epochs
             if epochs is None or epochs < 1:
-                raise ValueError(
+                raise ConfigError(
                     "model.scheduler.name=epoch_cosine steps once per epoch and needs "
                     f"trainer.max_epochs >= 1, got {epochs}"
                 )

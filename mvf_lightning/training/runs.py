@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..utils.atomic import atomic_path
 
 RUN_FILE = "run.json"
@@ -37,7 +38,7 @@ _HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]*$")
 
 
-class RunError(ValueError):
+class RunError(ConfigError):
     """A run-identity mistake the user can fix (printed as one line by the CLI)."""
 
 

@@ -9,7 +9,7 @@ import pytest
 from mvf_lightning.cli.commands import main
 from mvf_lightning.cli.config_files import expand_config_args
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,7 @@ def test_print_config_instantiates_nothing(monkeypatch, tmp_path, capsys, config
 # ---------------------------------------------------------------------------- fast: writer
 def _trainer(world_size: int = 1):
     return SimpleNamespace(
-        world_size=world_size, is_global_zero=True, strategy=None, datamodule=None
+        world_size=world_size, global_rank=0, is_global_zero=True, strategy=None, datamodule=None
     )
 
 

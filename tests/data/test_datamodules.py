@@ -18,6 +18,7 @@ from mvf_lightning.data.dataset_datamodules import (
 )
 from mvf_lightning.data.datasets import EpochSeededSampler
 from mvf_lightning.data.index import VideoIndex, VideoRecord, index_path, load_split
+from mvf_lightning.errors import ConfigError
 
 SMALL = {"num_frames": 8, "crop_size": 16, "num_workers": 0}
 
@@ -302,9 +303,14 @@ def test_kinetics_eval_actions_restrict_evaluation(tmp_path, tiny_root):
         bad.eval_sets()
 
 
-class _Backbone(torch.nn.Module):
+class _Model(torch.nn.Module):
+    """A model that says how its input is normalised (data.contract.InputNormalization)."""
+
     mean = (0.2, 0.4, 0.6)
     std = (0.5, 0.25, 0.125)
+
+    def input_normalization(self):
+        return self.mean, self.std
 
 
 def _attach(dm, module):
@@ -313,16 +319,14 @@ def _attach(dm, module):
     dm.trainer = SimpleNamespace(lightning_module=module, training=True)
 
 
-def test_normalisation_defaults_to_the_backbones_own(tiny_root):
-    module = torch.nn.Module()
-    module.model = torch.nn.Module()
-    module.model.backbone = _Backbone()
+def test_normalisation_defaults_to_the_models_own(tiny_root):
+    module = _Model()
     plain = TrainAugmentationConfig(jitter_prob=0.0, blur_prob=0.0, grayscale_prob=0.0)
     dm = PennActionDataModule(str(tiny_root), augmentation=plain, **SMALL)
     _attach(dm, module)
-    assert dm.normalization() == (_Backbone.mean, _Backbone.std)
+    assert dm.normalization() == (_Model.mean, _Model.std)
     # a frame of exactly the backbone's mean colour normalises to 0, in training and evaluation
-    colour = (torch.tensor(_Backbone.mean) * 255).to(torch.uint8).view(3, 1, 1)
+    colour = (torch.tensor(_Model.mean) * 255).to(torch.uint8).view(3, 1, 1)
     frames = colour.expand(1, 2, 3, 3, 32, 32).clone()
     out = dm.on_after_batch_transfer({"frames": frames}, 0)["frames"]
     assert out.abs().max() < 0.02
@@ -341,7 +345,7 @@ def test_normalisation_falls_back_to_imagenet_with_one_warning(tiny_root):
     dm = PennActionDataModule(str(tiny_root), **SMALL)
     assert dm.normalization() == (IMAGENET_MEAN, IMAGENET_STD)  # no trainer yet: no warning
     _attach(dm, torch.nn.Linear(1, 1))
-    with pytest.warns(UserWarning, match="no model.backbone.mean/std.*data.mean"):
+    with pytest.warns(UserWarning, match="does not say how its input is normalised.*data.mean"):
         assert dm.normalization() == (IMAGENET_MEAN, IMAGENET_STD)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -362,5 +366,5 @@ def test_hyperparameters_hold_plain_values_for_weights_only_checkpoints(tmp_path
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=True)["datamodule_hyper_parameters"]
     assert loaded["augmentation"]["blur_kernel_size"] == (9, 5)
-    with pytest.raises(TypeError, match="data.augmentation"):
+    with pytest.raises(ConfigError, match="data.augmentation"):
         PennActionDataModule(str(tiny_root), augmentation=0.5)

@@ -38,17 +38,38 @@ def outputs(set_name: str, num_train: int, num_val: int, seed: int = 0, classes:
     return out
 
 
+class StubData:
+    """The evaluation side of a DataModule (mvf_lightning.data.contract.EvaluationData)."""
+
+    def __init__(self, protocol: EvalProtocol, name: str) -> None:
+        self.eval_protocol, self.eval_name = protocol, name
+
+    def eval_sets(self):
+        return {}
+
+    def eval_fingerprint(self) -> str:
+        return "stub"
+
+    def eval_frames(self, set_name, video_id):
+        return None
+
+
 def stub_trainer(protocol: EvalProtocol, name: str) -> SimpleNamespace:
-    return SimpleNamespace(world_size=1, is_global_zero=True,
-                           datamodule=SimpleNamespace(eval_protocol=protocol, eval_name=name))
+    return SimpleNamespace(world_size=1, global_rank=0, is_global_zero=True,
+                           sanity_checking=False, datamodule=StubData(protocol, name))
+
+
+def evaluated(callback: AlignmentEvaluation, trainer, items: list[dict]) -> dict:
+    """One validation loop's hooks: start, a batch end per item, then the scores."""
+    callback.on_validation_epoch_start(trainer, SimpleNamespace(device=torch.device("cpu")))
+    for i, item in enumerate(items):
+        callback.on_validation_batch_end(trainer, None, item, None, i)
+    return callback.evaluate(trainer, "val")
 
 
 def callback_vs_evaluate(tmp_path: Path, protocol: EvalProtocol, name: str, items: list[dict]):
     trainer = stub_trainer(protocol, name)
-    callback = AlignmentEvaluation()
-    for item in items:
-        callback._collect(item)
-    from_callback = callback.evaluate(trainer, "val")
+    from_callback = evaluated(AlignmentEvaluation(), trainer, items)
 
     writer = EmbeddingExport(output_dir=str(tmp_path / "export"))
     for i, item in enumerate(items):
@@ -100,14 +121,11 @@ def test_broken_video_is_listed_not_scored(tmp_path):
               "broken": True, "error": "cannot decode video v/0009.mp4: moov atom not found"}
     protocol = EvalProtocol()
     trainer = stub_trainer(protocol, "penn")
-    clean = AlignmentEvaluation()
-    for item in items:
-        clean._collect(item)
+    clean = evaluated(AlignmentEvaluation(), trainer, items)
     callback = AlignmentEvaluation()
     with pytest.warns(UserWarning, match="golf/val/0009 failed to decode"):
-        for item in [*items, broken, broken]:  # warned once
-            callback._collect(item)
-    assert callback.evaluate(trainer, "val") == clean.evaluate(trainer, "val")
+        with_broken = evaluated(callback, trainer, [*items, broken, broken])  # warned once
+    assert with_broken == clean
     assert [v.video_id for v in callback.broken] == ["0009"]
 
     writer = EmbeddingExport(output_dir=str(tmp_path / "export"))

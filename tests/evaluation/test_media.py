@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 
 from mvf_lightning.evaluation.media import (
-    EmbeddedVideo,
     alignment_clip,
     attention_picture,
     evenly,
     similarity_picture,
 )
+from mvf_lightning.evaluation.records import VideoEmbedding
 from mvf_lightning.visualization import AlignmentCanvas, Track
+
+
+def video(name: str, embeddings: np.ndarray, labels: np.ndarray | None = None) -> VideoEmbedding:
+    return VideoEmbedding(name, "set", "val", embeddings, labels)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -27,12 +31,12 @@ def test_evenly():
 
 def test_similarity_picture_with_and_without_phases():
     rng = np.random.default_rng(0)
-    a = EmbeddedVideo("a", unit(rng.normal(size=(12, 4))), np.repeat([0, 1, 2], 4))
-    b = EmbeddedVideo("b", unit(rng.normal(size=(9, 4))), np.repeat([0, 1, 2], 3))
+    a = video("a", unit(rng.normal(size=(12, 4))), np.repeat([0, 1, 2], 4))
+    b = video("b", unit(rng.normal(size=(9, 4))), np.repeat([0, 1, 2], 3))
     img = similarity_picture(a, b)
     assert img.shape == (560, 640, 3) and img.dtype == np.uint8
-    unlabelled = similarity_picture(EmbeddedVideo("a", a.embeddings, np.full(12, -1)),
-                                    EmbeddedVideo("b", b.embeddings))
+    unlabelled = similarity_picture(video("a", a.embeddings, np.full(12, -1)),
+                                    video("b", b.embeddings))
     assert (np.abs(img.astype(int) - unlabelled.astype(int)).sum(-1) > 30).sum() > 100
     assert similarity_picture(a, b, thumbnail=True).shape == (280, 320, 3)
 
@@ -53,9 +57,9 @@ def test_alignment_clip_shows_the_dtw_matches():
     q_frames = np.repeat(colours[:, None, None, None], 32, 1).repeat(32, 2).repeat(3, 3)
     embs = unit(np.stack([np.cos(np.arange(n) / 5), np.sin(np.arange(n) / 5), np.ones(n)], 1))
     warp = np.concatenate([np.repeat(np.arange(8), 2), np.arange(8, n, 2)])  # 20 frames
-    query = EmbeddedVideo("query", embs, None, q_frames)
-    other = EmbeddedVideo("other", embs[warp], None, q_frames[warp])
-    clip, caption = alignment_clip(query, other, max_frames=100)
+    query = video("query", embs)
+    other = video("other", embs[warp])
+    clip, caption = alignment_clip(query, other, q_frames, q_frames[warp], max_frames=100)
     assert clip.shape[0] == n and clip.shape[1] >= 224 and "query" in caption
     canvas = AlignmentCanvas([Track("query", n, (32, 32)), Track("other", len(warp), (32, 32))])
     (top, x, h, w), (top2, x2, _, _) = canvas._boxes
@@ -66,7 +70,5 @@ def test_alignment_clip_shows_the_dtw_matches():
         assert abs(int(left[0]) - int(colours[t])) <= 1
         # the matched frame shows this frame's content, or a neighbour the fast part skipped
         assert abs(int(right[0]) - int(colours[t])) <= colours[1] - colours[0] + 1
-    short, _ = alignment_clip(query, other, max_frames=5)
+    short, _ = alignment_clip(query, other, q_frames, q_frames[warp], max_frames=5)
     assert short.shape[0] == 5
-    with pytest.raises(ValueError, match="decoded frames"):
-        alignment_clip(EmbeddedVideo("q", embs), other)

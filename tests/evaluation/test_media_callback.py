@@ -245,28 +245,27 @@ def test_arguments_are_checked():
         EvaluationMedia(media=["similarity", "histogram"])
 
 
-class BrokenFirstVideo:
-    """An evaluation dataset part whose first val video does not decode."""
+def test_a_video_that_does_not_decode_is_skipped_with_a_warning(demo_root, tmp_path):
+    """The frames come from the DataModule (EvaluationData.eval_frames): a val video that
+    does not decode gives none, and the media callback skips it with one warning."""
+    import shutil
 
-    split = "val"
+    from mvf_lightning.evaluation.records import VideoEmbedding
 
-    def __len__(self) -> int:
-        return 2
-
-    def record(self, i):
-        return SimpleNamespace(id=f"v{i}")
-
-    def __getitem__(self, i):
-        from mvf_lightning.data.decode import VideoDecodeError
-
-        if i == 0:
-            raise VideoDecodeError("videos/v0.mp4", "cannot open")
-        return {"video_id": "v1", "frames": None}
-
-
-def test_a_video_that_does_not_decode_is_skipped_with_a_warning():
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    val = load_split(root, "val")
+    broken, good = val.videos[0], val.videos[1]
+    (root / broken.path).write_bytes(b"not a video")
+    dm = DemoDataModule(root=str(root), crop_size=CROP, num_frames=8, num_workers=0)
+    assert dm.eval_frames("demo", broken.id) is None
+    frames = dm.eval_frames("demo", good.id)
+    n = good.num_frames
+    assert frames.model_input.shape == (n, 3, CROP, CROP) and frames.display.dtype == np.uint8
+    assert frames.display.shape == (n, CROP, CROP, 3)
+    assert dm.eval_frames("demo", "no_such_video") is None
     media = EvaluationMedia()
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(eval_dataset=BrokenFirstVideo()))
-    with pytest.warns(RuntimeWarning, match="v0.mp4"):
-        found = media._items(trainer, {"v0", "v1"})
-    assert list(found) == ["v1"]
+    trainer = SimpleNamespace(datamodule=dm)
+    video = VideoEmbedding(broken.id, "demo", "val", np.zeros((n, 4), np.float32))
+    with pytest.warns(RuntimeWarning, match=f"skipping demo/{broken.id}"):
+        assert media._frames(trainer, video) is None

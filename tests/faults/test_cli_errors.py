@@ -133,20 +133,183 @@ def _raise_in(module_file: str, error: BaseException) -> BaseException:
     raise AssertionError("did not raise")
 
 
-def test_user_errors_and_failures_are_told_apart():
+def test_user_errors_and_failures_are_told_apart_by_type_alone():
+    """Not by where the traceback ends: a built-in error keeps its traceback even when this
+    package raised it, and one of ours is one line even when torch's frames are innermost."""
+    import torch
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     import mvf_lightning.data.index as ours
     from mvf_lightning.cli.commands import is_user_error
-    from mvf_lightning.errors import ConfigError
+    from mvf_lightning.data.decode import VideoDecodeError
+    from mvf_lightning.errors import CheckpointError, ConfigError
+    from mvf_lightning.prepare.common import PrepareError
 
     assert is_user_error(ConfigError("model.x: bad"))
     assert is_user_error(MisconfigurationException("max_epochs"))
-    assert is_user_error(_raise_in(ours.__file__, ValueError("bad index")))
-    assert not is_user_error(_raise_in(torch_file(), ValueError("shape mismatch in torch")))
-    oom = _raise_in(ours.__file__, __import__("torch").OutOfMemoryError("CUDA out of memory"))
-    assert not is_user_error(oom)
-    assert not is_user_error(_raise_in(torch_file(), RuntimeError("NCCL error: unhandled")))
+    assert is_user_error(VideoDecodeError("a.mp4", "no frames"))  # re-based on DataError
+    assert is_user_error(PrepareError("--size must be a positive even number, got 3"))
+    for where in (ours.__file__, torch_file()):
+        assert not is_user_error(_raise_in(where, ValueError("bad index")))
+        assert not is_user_error(_raise_in(where, FileNotFoundError("missing")))
+        assert not is_user_error(_raise_in(where, RuntimeError("NCCL error: unhandled")))
+        assert not is_user_error(_raise_in(where, torch.OutOfMemoryError("CUDA out of memory")))
+        assert is_user_error(_raise_in(where, CheckpointError("x.ckpt: does not fit")))
+
+
+class _RefusingModule(__import__("torch").nn.Module):
+    """A module whose forward raises one of our errors, called through torch's own frames."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def forward(self, x):
+        raise self.error
+
+
+def test_our_error_from_deep_inside_torch_is_one_line(monkeypatch, tmp_path, capsys):
+    import torch
+
+    import mvf_lightning.cli.commands as cli
+    from mvf_lightning.errors import ConfigError
+
+    def fail(command, rest):
+        model = torch.nn.Sequential(torch.nn.Identity(), _RefusingModule(
+            ConfigError("model.embedder.num_tokens must be >= 1, got 0")))
+        torch.func.functional_call(model, dict(model.named_parameters()), (torch.zeros(1),))
+
+    monkeypatch.setattr(cli, "_run_lightning", fail)
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO])
+    assert code == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert lines == ["error: model.embedder.num_tokens must be >= 1, got 0"]
+
+
+def test_a_builtin_error_raised_in_the_package_keeps_its_traceback(monkeypatch, tmp_path, capsys):
+    import mvf_lightning.cli.commands as cli
+    import mvf_lightning.data.index as ours
+
+    def fail(command, rest):
+        raise _raise_in(ours.__file__, ValueError("cannot resample 0 labels to 3 frames"))
+
+    monkeypatch.setattr(cli, "_run_lightning", fail)
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert _error_lines(err)[-1] == (
+        "error: fit failed with ValueError: cannot resample 0 labels to 3 frames (a failure, "
+        "not a setting; the traceback above shows where)"
+    )
+
+
+class _Base:
+    pass
+
+
+class _Refuses(_Base):
+    def __init__(self, root: str = "x") -> None:
+        from mvf_lightning.errors import MissingFileError
+
+        raise MissingFileError(f"dataset root {root} does not exist")
+
+
+def test_our_error_wrapped_by_the_config_parser_is_one_line(monkeypatch, tmp_path, capsys):
+    """jsonargparse wraps an error raised while it builds an ``Optional[...]`` class in its
+    own ``ValueError`` (as LightningCLI's ``data`` is): the cause is found and printed."""
+    from jsonargparse import ArgumentParser
+
+    import mvf_lightning.cli.commands as cli
+    from mvf_lightning.cli.commands import _user_error_in, is_user_error
+    from mvf_lightning.errors import MissingFileError
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--data", type=_Base | None)
+    config = parser.parse_args(["--data", f"{__name__}._Refuses", "--data.root=/nowhere"])
+    with pytest.raises(ValueError) as info:
+        parser.instantiate(config)
+    assert not is_user_error(info.value)  # jsonargparse's own ValueError ...
+    assert isinstance(_user_error_in(info.value), MissingFileError)  # ... caused by ours
+
+    def fail(command, rest):
+        parser.instantiate(config)
+
+    monkeypatch.setattr(cli, "_run_lightning", fail)
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO])
+    assert code == 1
+    assert _error_lines(capsys.readouterr().err) == [
+        "error: dataset root /nowhere does not exist"
+    ]
+
+
+class _RefusingDataset(__import__("torch").utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        from mvf_lightning.errors import ConfigError
+
+        raise ConfigError("videos in one batch have different frame sizes: set\n"
+                          "data.decode_size: [H, W]")
+
+
+def test_our_error_from_a_dataloader_worker_is_its_own_line(monkeypatch, tmp_path, capsys):
+    """torch re-raises a worker's error with the worker's traceback in its message: the line
+    printed is the original message."""
+    import torch
+
+    import mvf_lightning.cli.commands as cli
+
+    def fail(command, rest):
+        next(iter(torch.utils.data.DataLoader(_RefusingDataset(), num_workers=1)))
+
+    monkeypatch.setattr(cli, "_run_lightning", fail)
+    code = _main(monkeypatch, tmp_path, ["fit", "--config", DEMO])
+    assert code == 1
+    assert _error_lines(capsys.readouterr().err) == [
+        "error: videos in one batch have different frame sizes: set data.decode_size: [H, W]"
+    ]
+
+
+def test_a_bad_model_setting_is_one_line(monkeypatch, tmp_path, capsys):
+    code = _main(monkeypatch, tmp_path,
+                 ["summary", "--config", DEMO, "--model.embedder.num_tokens=0"])
+    assert code == 1
+    err = capsys.readouterr().err  # Lightning's log lines aside (its seed message)
+    lines = [line for line in _error_lines(err) if line.startswith("error")]
+    assert lines == ["error: model.embedder.num_tokens must be >= 1, got 0"]
+    assert "mvf_lightning/models/" not in err  # no traceback of ours
+
+
+def test_every_error_class_of_the_package_derives_from_mvf_error():
+    """Parsed, not imported: every class named ``...Error`` / ``...Exception`` defined in the
+    package derives (through classes of the package) from ``MVFError``."""
+    import ast
+
+    package = ROOT / "mvf_lightning"
+    classes: list[tuple[str, list[str], str]] = []  # name, base names, file
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                names = [ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases]
+                classes.append((node.name, names, str(path.relative_to(ROOT))))
+    bases: dict[str, list[str]] = {}
+    for name, names, _ in classes:
+        bases.setdefault(name, []).extend(names)
+
+    def derives(name: str, seen: frozenset = frozenset()) -> bool:
+        if name == "MVFError":
+            return True
+        return name not in seen and any(derives(b, seen | {name}) for b in bases.get(name, ()))
+
+    errors = [c for c in classes if c[0].endswith(("Error", "Exception"))]
+    names = {name for name, _, _ in errors}
+    assert {"MVFError", "RunError", "PrepareError", "VideoDecodeError",
+            "EmbeddingExportError"} <= names
+    outside = sorted(f"{name} ({file})" for name, own, file in errors
+                     if name != "MVFError" and not any(derives(b) for b in own))
+    assert not outside, f"error classes not derived from mvf_lightning.errors.MVFError: {outside}"
 
 
 def torch_file() -> str:
@@ -230,7 +393,20 @@ def test_a_limit_that_cuts_the_evaluation_short_is_refused():
 
     sets = {"a": SimpleNamespace(train_ids=("1", "2", "3"), val_ids=("4", "5")),
             "b": SimpleNamespace(train_ids=("6",), val_ids=("7",))}
-    datamodule = SimpleNamespace(eval_sets=lambda: sets)
+
+    class Data:  # the evaluation side of a DataModule (data.contract.EvaluationData)
+        eval_name, eval_protocol = "x", None
+
+        def eval_sets(self):
+            return sets
+
+        def eval_fingerprint(self):
+            return ""
+
+        def eval_frames(self, set_name, video_id):
+            return None
+
+    datamodule = Data()
 
     def trainer(limit, world_size=1):
         return SimpleNamespace(datamodule=datamodule, world_size=world_size,

@@ -1,4 +1,10 @@
-"""Frame-level evaluation metrics of the MV-Former / CARL protocol, as pure torch functions.
+"""Frame-level evaluation metrics of the MV-Former / CARL protocol: pure torch kernels, and
+the same metrics as ``torchmetrics.Metric`` classes (:class:`KendallsTau`,
+:class:`RetrievalAP`, :class:`PhaseClassification`, :class:`PhaseProgression`; see
+``base.py``) that collect whole videos, synchronise across ranks and score them.
+
+**A new metric** is one module here (its kernel and a :class:`~.base.VideoMetric` subclass)
+plus one entry in :data:`METRIC_FAMILIES`, the one table the evaluation protocol reads.
 
 Every function takes lists of per-video arrays (numpy or torch, on any device) and
 computes with torch on the inputs' device (the first CUDA device among them, else
@@ -28,15 +34,32 @@ Conventions shared by all metrics:
 from __future__ import annotations
 
 from ._inputs import ArrayLike
-from .classification import phase_classification
-from .progression import phase_progression, progression_targets
-from .retrieval import retrieval_ap, retrieval_ap_at
+from .base import Video, VideoMetric
+from .classification import PhaseClassification, phase_classification
+from .progression import PhaseProgression, phase_progression, progression_targets
+from .retrieval import RetrievalAP, retrieval_ap, retrieval_ap_at
 from .sgd_probe import SGDProbeSettings, phase_classification_sgd
-from .tau import kendalls_tau
+from .tau import KendallsTau, kendalls_tau
+
+METRIC_FAMILIES: dict[str, type[VideoMetric]] = {
+    "phase_classification": PhaseClassification,
+    "phase_progression": PhaseProgression,
+    "kendalls_tau": KendallsTau,
+    "retrieval_ap": RetrievalAP,
+}
+"""The evaluation protocol's metric families, in table order: ``EvalProtocol.metrics``
+chooses among these names; each class names its metrics and builds them for a set."""
 
 __all__ = [
+    "METRIC_FAMILIES",
     "ArrayLike",
+    "KendallsTau",
+    "PhaseClassification",
+    "PhaseProgression",
+    "RetrievalAP",
     "SGDProbeSettings",
+    "Video",
+    "VideoMetric",
     "kendalls_tau",
     "phase_classification",
     "phase_classification_sgd",

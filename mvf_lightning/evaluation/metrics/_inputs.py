@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ...errors import ConfigError
+
 ArrayLike = np.ndarray | torch.Tensor
 
 # Upper bound on the elements of one intermediate tensor (float64 -> 256 MiB).
@@ -122,19 +124,19 @@ def _labelled_frames(
 
 def _check_stride(stride: int, fn: str) -> int:
     if isinstance(stride, bool) or int(stride) != stride or stride < 1:
-        raise ValueError(f"{fn}: stride must be a positive integer, got {stride!r}")
+        raise ConfigError(f"{fn}: stride must be a positive integer, got {stride!r}")
     return int(stride)
 
 
 def _check_distance(distance: str, fn: str) -> str:
     if distance not in _DISTANCES:
-        raise ValueError(f"{fn}: distance must be one of {_DISTANCES}, got {distance!r}")
+        raise ConfigError(f"{fn}: distance must be one of {_DISTANCES}, got {distance!r}")
     return distance
 
 
 def _check_fraction(fraction: float, fn: str) -> float:
     if not (isinstance(fraction, (int, float)) and 0.0 < float(fraction) <= 1.0):
-        raise ValueError(f"{fn}: fraction must be in (0, 1], got {fraction!r}")
+        raise ConfigError(f"{fn}: fraction must be in (0, 1], got {fraction!r}")
     return float(fraction)
 
 

@@ -1,13 +1,21 @@
-"""Phase classification by a logistic-regression probe (Penn Action, Pouring)."""
+"""Phase classification: the logistic-regression probe :func:`phase_classification` (Penn
+Action, Pouring) and the metric :class:`PhaseClassification` (with FineGym's SGD probe too)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._inputs import ArrayLike, _select_train
+from ...errors import ConfigError, DataError
+from ._inputs import ArrayLike, _check_fraction, _select_train
+from .base import Video, VideoMetric, top_label, with_labels
+from .sgd_probe import SGDProbeSettings, phase_classification_sgd, probe_train_videos
+
+if TYPE_CHECKING:
+    from ..protocol import EvalProtocol, SetSpec
 
 
 class _LogisticObjective:
@@ -170,7 +178,7 @@ def phase_classification(
     if yv.numel() == 0:
         return math.nan
     if y.numel() == 0:
-        raise ValueError(f"{fn}: no labelled frames in the selected train videos")
+        raise DataError(f"{fn}: no labelled frames in the selected train videos")
     classes, y_idx = torch.unique(y, sorted=True, return_inverse=True)
     if classes.numel() == 1:
         pred = classes.expand_as(yv)
@@ -181,3 +189,63 @@ def phase_classification(
         pred = classes[pred_idx]
     return float((pred == yv).to(torch.float64).mean())
 
+
+
+PROBES = ("logreg", "sgd")
+
+
+class PhaseClassification(VideoMetric):
+    """Phase classification accuracy of a linear probe fitted on the first
+    ``max(1, int(fraction N))`` train videos (``logreg``, :func:`phase_classification`) or
+    FineGym's SGD probe on its train subset (``sgd``, :func:`phase_classification_sgd`),
+    scored on every labelled val frame.
+
+    Args:
+        fraction: share of the train videos (in ``train_order``) the probe is fitted on.
+        probe: ``logreg`` (Penn Action, Pouring) or ``sgd`` (FineGym).
+        num_classes: the SGD probe's width (FineGym 99 / 288); default: largest label + 1.
+        sgd: the SGD probe's settings.
+        train_order: see :class:`~.base.VideoMetric`.
+    """
+
+    def __init__(self, fraction: float = 1.0, probe: str = "logreg", *,
+                 num_classes: int | None = None, sgd: SGDProbeSettings | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fraction = _check_fraction(fraction, "PhaseClassification")
+        if probe not in PROBES:
+            raise ConfigError(f"PhaseClassification: probe must be one of {PROBES}, got {probe!r}")
+        self.probe = probe
+        self.num_classes = num_classes
+        self.sgd = sgd or SGDProbeSettings()
+
+    def score(self, train: list[Video], val: list[Video]) -> float | None:
+        if not val or not with_labels(val) or not with_labels(train):
+            return None
+        args = ([v.embeddings for v in train], [v.labels for v in train],
+                [v.embeddings for v in val], [v.labels for v in val])
+        if self.probe == "sgd":
+            if not with_labels(train[: probe_train_videos(len(train), self.fraction, self.sgd)]):
+                return None
+            top = top_label(train + val)
+            width = max(self.num_classes or 0, top + 1)
+            return phase_classification_sgd(*args, self.fraction, num_classes=width,
+                                            settings=self.sgd)
+        if not with_labels(train[: max(1, int(self.fraction * len(train)))]):
+            return None
+        return phase_classification(*args, fraction=self.fraction)
+
+    @classmethod
+    def names(cls, protocol: EvalProtocol) -> list[str]:
+        return [protocol.classification_name(f) for f in protocol.fractions]
+
+    @classmethod
+    def for_protocol(cls, protocol: EvalProtocol, spec: SetSpec | None) -> dict[str, VideoMetric]:
+        order = spec.train_ids if spec is not None and spec.train_ids else None
+        width = spec.num_classes if spec is not None and spec.num_classes else None
+        return {
+            protocol.classification_name(f): cls(
+                f, protocol.probe, num_classes=width, sgd=protocol.sgd, train_order=order
+            )
+            for f in protocol.fractions
+        }

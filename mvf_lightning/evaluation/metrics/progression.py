@@ -1,13 +1,20 @@
-"""Phase progression: linear regressions of the time since each phase boundary."""
+"""Phase progression, linear regressions of the time since each phase boundary: the kernel
+:func:`phase_progression` and the metric :class:`PhaseProgression`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._inputs import ArrayLike, _select_train
+from ...errors import ConfigError, DataError
+from ._inputs import ArrayLike, _check_fraction, _select_train
+from .base import Video, VideoMetric, top_label, with_labels
+
+if TYPE_CHECKING:
+    from ..protocol import EvalProtocol, SetSpec
 
 
 def progression_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -97,13 +104,13 @@ def phase_progression(
     """
     fn = "phase_progression"
     if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"{fn}: num_classes must be an integer >= 2, got {num_classes!r}")
+        raise ConfigError(f"{fn}: num_classes must be an integer >= 2, got {num_classes!r}")
     num_classes = int(num_classes)
     (x, y, lens), (xv, yv, vlens) = _select_train(
         train_embs, train_labels, val_embs, val_labels, fraction, fn
     )
     if x.shape[0] == 0:
-        raise ValueError(f"{fn}: no labelled frames in the selected train videos")
+        raise DataError(f"{fn}: no labelled frames in the selected train videos")
     if xv.shape[0] == 0:
         return math.nan
     t = _batched_progression_targets(y, lens, num_classes)
@@ -116,3 +123,43 @@ def phase_progression(
     if not bool(ok.any()):
         return math.nan
     return float((1.0 - ss_res[ok] / ss_tot[ok]).mean())
+
+
+class PhaseProgression(VideoMetric):
+    """:func:`phase_progression`: mean R^2 on the labelled val frames of linear regressions
+    of phase progression fitted on the first ``max(1, int(fraction N))`` train videos.
+
+    Args:
+        num_classes: phase count of the set (targets per boundary); default: largest label
+            + 1 among the videos.
+        fraction: share of the train videos (in ``train_order``) the regressions are fitted on.
+        train_order: see :class:`~.base.VideoMetric`.
+    """
+
+    def __init__(self, num_classes: int | None = None, fraction: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.fraction = _check_fraction(fraction, "PhaseProgression")
+
+    def score(self, train: list[Video], val: list[Video]) -> float | None:
+        if not val or not with_labels(val) or not with_labels(train):
+            return None
+        num_classes = self.num_classes or top_label(train + val) + 1
+        if num_classes < 2:
+            return None
+        return phase_progression(
+            [v.embeddings for v in train], [v.labels for v in train],
+            [v.embeddings for v in val], [v.labels for v in val],
+            num_classes=num_classes, fraction=self.fraction,
+        )
+
+    @classmethod
+    def names(cls, protocol: EvalProtocol) -> list[str]:
+        return ["phase_progression"]
+
+    @classmethod
+    def for_protocol(cls, protocol: EvalProtocol, spec: SetSpec | None) -> dict[str, VideoMetric]:
+        order = spec.train_ids if spec is not None and spec.train_ids else None
+        width = spec.num_classes if spec is not None and spec.num_classes else None
+        return {"phase_progression": cls(width, train_order=order)}

@@ -1,12 +1,15 @@
-"""Fine-grained frame retrieval precision at K (the protocol's "AP@K")."""
+"""Fine-grained frame retrieval precision at K (the protocol's "AP@K"): the kernel
+:func:`retrieval_ap_at` and the metric :class:`RetrievalAP`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ...errors import ConfigError
 from ._inputs import (
     _CHUNK_ELEMENTS,
     ArrayLike,
@@ -19,6 +22,10 @@ from ._inputs import (
     _normalise_rows,
 )
 from ._neighbours import _ranking_operands
+from .base import Video, VideoMetric, with_labels
+
+if TYPE_CHECKING:
+    from ..protocol import EvalProtocol, SetSpec
 
 
 def retrieval_ap_at(
@@ -34,7 +41,7 @@ def retrieval_ap_at(
     distance = _check_distance(distance, fn)
     ks = [int(k) for k in ks]
     if not ks or any(k < 1 for k in ks):
-        raise ValueError(f"{fn}: k must be a positive integer, got {ks}")
+        raise ConfigError(f"{fn}: k must be a positive integer, got {ks}")
     device = _device_of(embs, labels)
     xs = _embeddings(embs, device, fn, convert=False)
     feats, labs, lens = _labelled_frames(xs, _labels(labels, xs, device, fn), stride)
@@ -125,3 +132,52 @@ def _exact_topk(
         out.append(torch.topk(dist, kmax, dim=1, largest=False, sorted=True).indices)
     return torch.cat(out)
 
+
+
+class RetrievalAP(VideoMetric):
+    """:func:`retrieval_ap_at` over the labelled val videos collected: each one queries the
+    others (train videos are not used).
+
+    Args:
+        k: K of AP@K; several Ks (a list) are computed in one pass and returned as a dict
+            ``{"retrieval_ap@K": value}``.
+        stride: every ``stride``-th labelled frame, for queries and candidates alike.
+        distance: ``sqeuclidean`` or ``cosine``.
+    """
+
+    def __init__(self, k: int | Sequence[int] = 5, stride: int = 2,
+                 distance: str = "sqeuclidean", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ks = (int(k),) if isinstance(k, int) else tuple(int(v) for v in k)
+        if not self.ks or any(v < 1 for v in self.ks):
+            raise ConfigError(f"RetrievalAP: k must be positive integers, got {k!r}")
+        self.single = isinstance(k, int)
+        self.stride = _check_stride(stride, "RetrievalAP")
+        self.distance = _check_distance(distance, "RetrievalAP")
+
+    def score_all(self, train: list[Video], val: list[Video]) -> dict[int, float] | None:
+        """AP@K for every K, or None when undefined (fewer than two labelled val videos)."""
+        if len(val) < 2 or not with_labels(val):
+            return None
+        return retrieval_ap_at([v.embeddings for v in val], [v.labels for v in val], self.ks,
+                               stride=self.stride, distance=self.distance)
+
+    def score(self, train: list[Video], val: list[Video]) -> float | None:
+        values = self.score_all(train, val)
+        return None if values is None else values[self.ks[0]]
+
+    def compute(self) -> torch.Tensor | dict[str, torch.Tensor]:
+        if self.single:
+            return super().compute()
+        values = self.score_all(*self.videos())
+        self.defined = values is not None
+        return {f"retrieval_ap@{k}": torch.tensor(math.nan if values is None else values[k],
+                                                   dtype=torch.float64) for k in self.ks}
+
+    @classmethod
+    def names(cls, protocol: EvalProtocol) -> list[str]:
+        return [f"retrieval_ap@{k}" for k in protocol.ap_ks]
+
+    @classmethod
+    def for_protocol(cls, protocol: EvalProtocol, spec: SetSpec | None) -> dict[str, VideoMetric]:
+        return {"retrieval_ap": cls(k=list(protocol.ap_ks), stride=protocol.stride)}

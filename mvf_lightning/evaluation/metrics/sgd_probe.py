@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...errors import ConfigError, DataError
 from ._inputs import (
     ArrayLike,
     _check_fraction,
@@ -102,7 +103,7 @@ def phase_classification_sgd(
     fn = "phase_classification_sgd"
     fraction = _check_fraction(fraction, fn)
     if settings.batch_videos < 1 or settings.epochs < 1:
-        raise ValueError(f"{fn}: batch_videos and epochs must be >= 1, got {settings}")
+        raise ConfigError(f"{fn}: batch_videos and epochs must be >= 1, got {settings}")
     device = _device_of(train_embs, train_labels, val_embs, val_labels)
     tx = _embeddings(train_embs, device, fn, "train_embs", convert=False)
     ty = _labels(train_labels, tx, device, fn, "train_labels", "train_embs")
@@ -110,7 +111,7 @@ def phase_classification_sgd(
     vy = _labels(val_labels, vx, device, fn, "val_labels", "val_embs")
     dim = tx[0].shape[1]
     if dim != vx[0].shape[1]:
-        raise ValueError(f"{fn}: train embedding dim {dim} != val embedding dim {vx[0].shape[1]}")
+        raise DataError(f"{fn}: train embedding dim {dim} != val embedding dim {vx[0].shape[1]}")
     n = probe_train_videos(len(tx), fraction, settings)
     x, y, lens = _frames_in(tx[:n], ty[:n], dtype)
     xv, yv, _ = _frames_in(vx, vy, dtype)
@@ -119,7 +120,7 @@ def phase_classification_sgd(
     top = int(max(int(y.max()) if y.numel() else -1, int(yv.max())))
     classes = top + 1 if num_classes is None else int(num_classes)
     if classes < 1 or top >= classes:
-        raise ValueError(f"{fn}: labels go up to {top} but num_classes is {num_classes}")
+        raise DataError(f"{fn}: labels go up to {top} but num_classes is {num_classes}")
 
     generator = torch.Generator().manual_seed(int(settings.seed))
     w64, b64 = init_linear(dim, classes, generator)

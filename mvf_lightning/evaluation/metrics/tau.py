@@ -1,12 +1,15 @@
-"""Kendall's tau of nearest-neighbour alignments between all ordered pairs of videos."""
+"""Kendall's tau of nearest-neighbour alignments between all ordered pairs of videos: the
+kernel :func:`kendalls_tau` and the metric :class:`KendallsTau`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ...errors import ConfigError
 from ._inputs import (
     _CHUNK_ELEMENTS,
     ArrayLike,
@@ -18,6 +21,10 @@ from ._inputs import (
     _normalise_rows,
 )
 from ._neighbours import _PAD_VALUE, _exact_distances, _ranking_operands
+from .base import Video, VideoMetric
+
+if TYPE_CHECKING:
+    from ..protocol import EvalProtocol, SetSpec
 
 
 def _concordant(seqs: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -150,3 +157,39 @@ def kendalls_tau(
             tau_count += int(ok.sum())
     return tau_sum / tau_count if tau_count else math.nan
 
+
+
+class KendallsTau(VideoMetric):
+    """:func:`kendalls_tau` over the val videos collected (train videos are not used).
+
+    Args:
+        stride: every ``stride``-th frame of each video.
+        distance: ``sqeuclidean`` or ``cosine``.
+        frames: ``labelled`` drops the frames labelled < 0 of a video that has labels first
+            (the protocol's); ``all`` keeps every frame.
+    """
+
+    def __init__(self, stride: int = 2, distance: str = "sqeuclidean",
+                 frames: str = "labelled", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stride = _check_stride(stride, "KendallsTau")
+        self.distance = _check_distance(distance, "KendallsTau")
+        if frames not in ("labelled", "all"):
+            raise ConfigError(f"KendallsTau: frames must be 'labelled' or 'all', got {frames!r}")
+        self.frames = frames
+
+    def score(self, train: list[Video], val: list[Video]) -> float | None:
+        if len(val) < 2:
+            return None
+        drop = self.frames == "labelled"
+        embs = [v.embeddings[v.labels >= 0] if drop and v.labelled else v.embeddings
+                for v in val]
+        return kendalls_tau(embs, stride=self.stride, distance=self.distance)
+
+    @classmethod
+    def names(cls, protocol: EvalProtocol) -> list[str]:
+        return ["kendalls_tau"]
+
+    @classmethod
+    def for_protocol(cls, protocol: EvalProtocol, spec: SetSpec | None) -> dict[str, VideoMetric]:
+        return {"kendalls_tau": cls(stride=protocol.stride, frames=protocol.tau_frames)}

@@ -1,0 +1,122 @@
+"""The typed contract between the LightningModule, the DataModule and the callbacks.
+
+The parts meet only through these interfaces, each a :class:`typing.Protocol` (checked with
+``isinstance`` at run time), never by reading each other's attributes:
+
+* :class:`EvaluationData`: what a DataModule provides for evaluation: the name of its
+  metrics, its sets and protocol, the fingerprint of its evaluation frames (the feature
+  cache's key) and the frames of one evaluation video (for the pictures).
+* :class:`TrainingData`: the training videos that failed to decode (logged each epoch).
+* :class:`InputNormalization`: what the DataModule needs of the model, the mean and std
+  its frames are normalised with (the backbone's own).
+* :class:`EvaluationModel`: what the media callback needs of the model, the LSTP attention
+  of a whole video and the feature grid it lies on.
+
+:class:`~mvf_lightning.data.datamodules.VideoDataModule` implements the first two and
+:class:`~mvf_lightning.training.module.MVFormerModule` the last two. Lightning-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ..evaluation.protocol import EvalProtocol
+    from .datamodules import EvalSet
+
+__all__ = [
+    "EvalFrames",
+    "EvaluationData",
+    "EvaluationModel",
+    "InputNormalization",
+    "TrainingData",
+    "evaluation_data",
+    "evaluation_model",
+    "input_normalization",
+    "training_data",
+]
+
+
+@dataclass
+class EvalFrames:
+    """One evaluation video's frames as evaluation sees them: ``model_input`` float
+    ``[N, 3, S, S]`` (cropped and normalised) and ``display`` uint8 ``[N, S, S, 3]`` (the
+    same crop, for pictures)."""
+
+    video_id: str
+    model_input: torch.Tensor
+    display: np.ndarray
+
+
+@runtime_checkable
+class EvaluationData(Protocol):
+    """A DataModule that can be evaluated with the alignment protocol."""
+
+    eval_name: str
+    """The ``<dataset>`` part of metric names, e.g. ``penn`` in ``val/penn/<set>/<metric>``."""
+
+    @property
+    def eval_protocol(self) -> EvalProtocol:
+        """How its sets are scored (stride, probe, fractions, phase counts, train order)."""
+
+    def eval_sets(self) -> dict[str, EvalSet]:
+        """Its evaluation sets by name, with their train and val video ids."""
+
+    def eval_fingerprint(self) -> str:
+        """A digest of everything that determines evaluation frames."""
+
+    def eval_frames(self, set_name: str, video_id: str) -> EvalFrames | None:
+        """The frames of one val video (None if it does not decode)."""
+
+
+@runtime_checkable
+class TrainingData(Protocol):
+    """A DataModule that reports training videos it could not decode."""
+
+    @property
+    def broken_videos(self) -> list[str]:
+        """Training files that failed to decode on this rank so far."""
+
+
+@runtime_checkable
+class InputNormalization(Protocol):
+    """A model that says how its input frames are normalised."""
+
+    def input_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` per RGB channel of the frames it expects."""
+
+
+@runtime_checkable
+class EvaluationModel(Protocol):
+    """A model whose LSTP attention can be shown."""
+
+    def video_attention(self, frames: torch.Tensor) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """The attention of every entity token over the feature grid of a whole video
+        (``frames [N, 3, S, S]`` as :attr:`EvalFrames.model_input`): ``(attention [N, K,
+        h * w], (h, w))``, or None if the model has no spatial attention."""
+
+
+def evaluation_data(trainer: Any) -> EvaluationData | None:
+    """The trainer's DataModule if it provides :class:`EvaluationData`, else None."""
+    dm = trainer.datamodule if trainer is not None else None
+    return dm if isinstance(dm, EvaluationData) else None
+
+
+def training_data(trainer: Any) -> TrainingData | None:
+    """The trainer's DataModule if it provides :class:`TrainingData`, else None."""
+    dm = trainer.datamodule if trainer is not None else None
+    return dm if isinstance(dm, TrainingData) else None
+
+
+def input_normalization(module: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(mean, std)`` of a model that provides :class:`InputNormalization`, else None."""
+    return module.input_normalization() if isinstance(module, InputNormalization) else None
+
+
+def evaluation_model(module: Any) -> EvaluationModel | None:
+    """The module if it provides :class:`EvaluationModel`, else None."""
+    return module if isinstance(module, EvaluationModel) else None
