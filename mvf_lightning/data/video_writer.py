@@ -16,9 +16,10 @@ import numpy as np
 
 from ..utils.atomic import atomic_path
 
-__all__ = ["write_video"]
+__all__ = ["CODECS", "write_video"]
 
-_CODECS = ("libx264", "mpeg4")
+CODECS = ("libx264", "mpeg4")
+"""The encoders ``write_video`` accepts."""
 
 
 def _check_frame(frame: np.ndarray, i: int, path: Path, shape: tuple[int, ...] | None):
@@ -57,8 +58,8 @@ def write_video(
     Returns the path written. Parent folders are created.
     """
     path = Path(path)
-    if codec not in _CODECS:
-        raise ValueError(f"write_video({path}): codec must be one of {_CODECS}, got {codec!r}")
+    if codec not in CODECS:
+        raise ValueError(f"write_video({path}): codec must be one of {CODECS}, got {codec!r}")
     if not fps or fps <= 0:
         raise ValueError(f"write_video({path}): fps must be > 0, got {fps!r}")
     if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[0] == 0):

@@ -1,4 +1,5 @@
-"""Plumbing shared by every converter: errors, index guards, reports, parallel work.
+"""Plumbing shared by every converter: errors, index guards, reports, parallel work, and
+:class:`Converter`, what a converter module defines to become a ``prepare`` command.
 
 Each converter follows the same pattern: refuse early if an index it would write already
 exists (unless ``--overwrite``), do the per-video work in a pool with a progress bar,
@@ -8,11 +9,13 @@ JSON report at the end. Nothing here imports Lightning.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,3 +133,62 @@ def count_by(values: Iterable[str]) -> dict[str, int]:
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Converter:
+    """One ``python -m mvf_lightning prepare <name>`` command. A converter module of this
+    package defines one as ``CONVERTER``; the command line finds it there (no list to edit).
+
+    Attributes:
+        name: the subcommand, e.g. ``penn-action``.
+        help: one line for ``prepare --help``.
+        add_arguments: adds the converter's own options to its argparse parser (``--out``,
+            ``--workers`` and ``--overwrite`` are added for every converter).
+        run: converts with the parsed arguments and returns the report (its ``videos``
+            entry counts the videos per split).
+        description: the longer text of ``prepare <name> --help``.
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict]
+    description: str = ""
+
+
+def converters() -> dict[str, Converter]:
+    """Every ``CONVERTER`` defined by a module of this package, by command name."""
+    import importlib
+    import pkgutil
+
+    import mvf_lightning.prepare as package
+
+    found: dict[str, Converter] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_") or info.ispkg:
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        converter = vars(module).get("CONVERTER")
+        if isinstance(converter, Converter):
+            if converter.name in found:
+                raise PrepareError(f"two converters are named {converter.name!r}")
+            found[converter.name] = converter
+    return dict(sorted(found.items()))
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust-pickle`` for converters that read CARL's pickled releases."""
+    from mvf_lightning.prepare.safe_pickle import TRUST_HELP
+
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
+
+
+def need(args: argparse.Namespace, names: list[str], mode: str) -> None:
+    """Refuse (naming them) options a mode of a converter needs but did not get."""
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
+    if missing:
+        raise PrepareError(f"{args.command} {mode} needs {', '.join(missing)}")

@@ -20,6 +20,7 @@ skipped and listed in ``reports/finegym.json``; the rest is converted.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mvf_lightning.data.index import VideoRecord
+from mvf_lightning.data.video_writer import CODECS
 from mvf_lightning.prepare.carl import (
     CarlItem,
     carl_pickles,
@@ -36,9 +38,12 @@ from mvf_lightning.prepare.carl import (
     require,
 )
 from mvf_lightning.prepare.common import (
+    Converter,
     PrepareError,
+    add_trust_argument,
     count_by,
     ensure_indexes_writable,
+    need,
     parallel_map,
     report_path,
     write_indexes,
@@ -344,3 +349,39 @@ def convert_carl(
     report["indexes"] = write_indexes(out_root, DATASET, records, overwrite)
     write_report(out_root, "finegym_carl", report)
     return report
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--annotations", type=Path, help="finegym_annotation_info_v1.0.json")
+    p.add_argument("--splits-dir", type=Path, help="folder with the gym99/gym288 element txt files")
+    p.add_argument("--videos", type=Path, help="raw videos <youtube_id>.mp4|.mkv|.webm")
+    p.add_argument("--carl", type=Path, help="CARL's folder with gym99_train_v1.0.pkl etc.")
+    p.add_argument("--variant", choices=("gym99", "gym288", "both"), default="both")
+    p.add_argument("--size", default="640x360", help="output WIDTHxHEIGHT (default 640x360)")
+    p.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
+    p.add_argument("--codec", choices=CODECS, default="libx264")
+    add_trust_argument(p)
+
+
+def _run(args: argparse.Namespace) -> dict:
+    if args.carl is not None:
+        if args.annotations or args.splits_dir or args.videos:
+            raise PrepareError(
+                "finegym: give either --carl or --annotations/--splits-dir/--videos, not both"
+            )
+        return convert_carl(args.carl, args.out, args.variant, args.trust_pickle, args.workers,
+                            args.overwrite)
+    need(args, ["annotations", "splits_dir", "videos"], "(raw videos)")
+    return convert_raw(
+        args.annotations, args.splits_dir, args.videos, args.out, args.variant, args.workers,
+        args.overwrite, size_wh=parse_size(args.size), fps=args.fps, codec=args.codec,
+    )
+
+
+CONVERTER = Converter(
+    name="finegym",
+    help="FineGym v1.0 (raw videos + annotations, or CARL's pickles)",
+    description="Cuts one clip per labelled event, CARL's way (640x360, 25 fps).",
+    add_arguments=_add_arguments,
+    run=_run,
+)

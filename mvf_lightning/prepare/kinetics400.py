@@ -13,11 +13,13 @@ pretraining, handy for inspection); there are no frame labels.
 
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
 from mvf_lightning.data.index import VideoRecord
 from mvf_lightning.prepare.common import (
+    Converter,
     PrepareError,
     count_by,
     ensure_indexes_writable,
@@ -122,3 +124,17 @@ def convert(source: Path, out_root: Path, splits: list[str], workers: int, overw
     report["indexes"] = write_indexes(out_root, DATASET, records, overwrite)
     write_report(out_root, "kinetics400", report)
     return report
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", type=Path, required=True,
+                   help="root with annotations/<split>.csv and <split>/<clip>.mp4")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+
+
+CONVERTER = Converter(
+    name="kinetics400",
+    help="Kinetics-400 clips, unlabeled, referenced in place",
+    add_arguments=_add_arguments,
+    run=lambda args: convert(args.source, args.out, args.splits, args.workers, args.overwrite),
+)

@@ -4,9 +4,10 @@ Public release: ``Penn_Action/frames/<vid>/*.jpg`` and ``labels/<vid>.mat``, plu
 TCC phase labels ``penn_action_labels/{train,val}/<action>/<vid>.npy`` (the folder is the
 split). Only the 13 actions of the alignment benchmarks are converted. Each video's JPEG
 frames are encoded to ``videos/<vid>.mp4`` at 30 fps (Penn Action was filmed at 30 fps;
-the release has no per-video rate), at the source size (odd sizes lose their last
-row/column: H.264 needs even sizes) or, with ``--size 224``, resized to 224x224 ignoring
-the aspect ratio as CARL did.
+the release has no per-video rate), resized to 224x224 ignoring the aspect ratio as CARL
+and the reference's converter did (the size the paper configs expect; ``--size`` chooses
+another, ``--size 0`` keeps the source size, odd sizes losing their last row/column since
+H.264 needs even sizes).
 
 When the label count differs from the frame count, the longer of the two is resampled to
 the shorter with index ``floor(j * long / short)`` as CARL does: extra labels are
@@ -18,12 +19,14 @@ Ids are the 4-digit video numbers (``0001``); groups are action names.
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import numpy as np
 
 from mvf_lightning.data.index import VideoRecord, resample_labels
+from mvf_lightning.data.video_writer import CODECS
 from mvf_lightning.prepare.carl import (
     CarlItem,
     carl_pickles,
@@ -33,9 +36,12 @@ from mvf_lightning.prepare.carl import (
     require,
 )
 from mvf_lightning.prepare.common import (
+    Converter,
     PrepareError,
+    add_trust_argument,
     count_by,
     ensure_indexes_writable,
+    need,
     parallel_map,
     report_path,
     write_indexes,
@@ -49,6 +55,9 @@ from ..utils.npy import load_npy
 DATASET = "penn_action"
 FPS = 30.0
 SPLITS = ("train", "val")
+STORED_SIZE = 224
+"""Frames are stored at this square size by default, as CARL's release and the reference's
+converter (cv2 resize) did: the paper configs' evaluation crop assumes it."""
 
 #: The 13 benchmark actions in the order of CARL's ``action_to_indices``, with phase counts.
 ACTION_PHASES: dict[str, int] = {
@@ -342,3 +351,40 @@ def convert_carl(
     report["indexes"] = write_indexes(out_root, DATASET, records, overwrite)
     write_report(out_root, "penn_action_carl", report)
     return report
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", type=Path, help="Penn_Action folder (frames/, labels/)")
+    p.add_argument("--labels", type=Path, help="penn_action_labels folder ({train,val}/<action>/)")
+    p.add_argument("--carl", type=Path, help="CARL's penn_action folder with train.pkl, val.pkl")
+    p.add_argument(
+        "--size", type=int, default=STORED_SIZE,
+        help=f"store frames at SIZE x SIZE, aspect ignored, as CARL and the reference did and "
+        f"the paper configs expect (default {STORED_SIZE}; 0 keeps the source size)",
+    )
+    p.add_argument("--codec", choices=CODECS, default="libx264")
+    add_trust_argument(p)
+
+
+def _run(args: argparse.Namespace) -> dict:
+    if args.carl is not None:
+        if args.source or args.labels:
+            raise PrepareError("penn-action: give either --carl or --source/--labels, not both")
+        return convert_carl(args.carl, args.out, args.trust_pickle, args.workers, args.overwrite)
+    need(args, ["source", "labels"], "(public release)")
+    if args.size < 0:
+        raise PrepareError(f"penn-action: --size must be >= 0 (0 keeps the source size), got "
+                           f"{args.size}")
+    return convert_public(args.source, args.labels, args.out, args.size or None, args.workers,
+                          args.overwrite, codec=args.codec)
+
+
+CONVERTER = Converter(
+    name="penn-action",
+    help="Penn Action (public frames + phase labels, or CARL's train.pkl/val.pkl)",
+    description="Public release: --source Penn_Action --labels penn_action_labels. CARL "
+    "release: --carl <dir with train.pkl, val.pkl> --trust-pickle. Videos are encoded at 30 "
+    "fps (Penn Action's rate), 224 x 224 unless --size says otherwise.",
+    add_arguments=_add_arguments,
+    run=_run,
+)

@@ -7,6 +7,7 @@ place (see :mod:`.carl`); ids are the entries' names, every video's group is ``p
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from mvf_lightning.prepare.carl import (
@@ -18,6 +19,8 @@ from mvf_lightning.prepare.carl import (
     require,
 )
 from mvf_lightning.prepare.common import (
+    Converter,
+    add_trust_argument,
     ensure_indexes_writable,
     report_path,
     write_indexes,
@@ -59,3 +62,18 @@ def convert_carl(
     report["indexes"] = write_indexes(out_root, DATASET, records, overwrite)
     write_report(out_root, "pouring_carl", report)
     return report
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--carl", type=Path, required=True,
+                   help="folder with train.pkl, val.pkl, test.pkl")
+    add_trust_argument(p)
+
+
+CONVERTER = Converter(
+    name="pouring",
+    help="Pouring from CARL's train/val/test.pkl",
+    add_arguments=_add_arguments,
+    run=lambda args: convert_carl(args.carl, args.out, args.trust_pickle, args.workers,
+                                  args.overwrite),
+)

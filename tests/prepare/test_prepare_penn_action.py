@@ -54,10 +54,19 @@ def test_public_release_end_to_end(penn_public, run_prepare, tmp_path):
     kept = [0, 1, 2, 4, 5, 6, 8, 9, 10]
     np.testing.assert_allclose(_frame_means(out / v100.path), [20 + 15 * i for i in kept], atol=3)
 
+    # Stored at 224 x 224 by default, as CARL and the reference did (paper configs expect it).
     info = probe_video(out / v1.path)
-    assert (info.num_frames, info.height, info.width) == (8, 48, 64)
-    info = probe_video(out / v100.path)  # 63x47 source: last column/row dropped for H.264
-    assert (info.num_frames, info.height, info.width) == (9, 46, 62)
+    assert (info.num_frames, info.height, info.width) == (8, 224, 224)
+    info = probe_video(out / v100.path)
+    assert (info.num_frames, info.height, info.width) == (9, 224, 224)
+    # --size 0 keeps the source size (a 63x47 source loses its last column/row: H.264)
+    native = tmp_path / "native"
+    code, _, err = run_prepare("penn-action", "--source", penn_public["source"], "--labels",
+                               penn_public["labels"], "--out", native, "--workers", "1",
+                               "--size", "0")
+    assert code == 0, err
+    sizes = [probe_video(native / v.path) for v in VideoIndex.load(index_path(native, "train"))]
+    assert [(i.height, i.width) for i in sizes] == [(48, 64), (46, 62)]
 
     report = json.loads((out / "reports" / "penn_action.json").read_text())
     assert report["excluded_actions"] == {"jump_rope": 1}

@@ -203,6 +203,8 @@ def _convert_penn_public(penn_public, run_prepare, out: Path) -> Path:
         out,
         "--workers",
         "1",
+        "--size",
+        "0",  # the source sizes (48x64 and 46x62), not the default 224 x 224
     )
     assert code == 0, err
     return out
