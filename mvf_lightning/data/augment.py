@@ -144,8 +144,11 @@ def crop_and_resize(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
     """Crop each clip's box and resize it to ``size x size``, bilinear, in one batched call.
 
     ``frames`` float ``[N, T, C, H, W]``; ``boxes`` ``[N, 4]`` ``(top, left, h, w)``, one per
-    clip, shared by its T frames. The sampling grid equals ``F.interpolate(crop, size,
-    mode="bilinear", align_corners=False)`` of the cropped region (no antialiasing).
+    clip, shared by its T frames. Equals ``F.interpolate(crop, size, mode="bilinear",
+    align_corners=False)`` of the cropped region (no antialiasing), the reference's resize:
+    the sampling positions are those of ``interpolate`` and, like it, clamped to the box's
+    outermost pixel centres, so an upsampled box (Penn Action's 224 px frames) repeats its
+    own edge pixels rather than reading the frame's pixels just outside it.
     """
     n, t, c, height, width = frames.shape
     top, left, h, w = boxes.to(frames.device, torch.float32).unbind(1)
@@ -157,6 +160,11 @@ def crop_and_resize(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
     # A clip's frames share its box: they are sampled as channels of one image, so each
     # sampling position's weights are computed once per clip.
     grid = F.affine_grid(theta, [n, t * c, size, size], align_corners=False)
+    # Pixel centre j sits at (2 j + 1) / extent - 1 in grid units: clamp to the box's first
+    # and last pixel centres in x (width) and y (height).
+    lo = torch.stack([(2 * left + 1) / width - 1, (2 * top + 1) / height - 1], dim=1)
+    hi = torch.stack([(2 * (left + w) - 1) / width - 1, (2 * (top + h) - 1) / height - 1], dim=1)
+    grid = torch.maximum(torch.minimum(grid, hi.view(n, 1, 1, 2)), lo.view(n, 1, 1, 2))
     out = F.grid_sample(
         frames.reshape(n, t * c, height, width),
         grid,
@@ -302,7 +310,8 @@ class EvalTransform(nn.Module):
     """Evaluation: uint8 ``[..., 3, H, W]`` -> float ``[..., 3, S, S]``.
 
     ``crop="native"`` (the reference's): the centred ``crop_size`` square at the frame's own
-    resolution (placed as torchvision's ``CenterCrop``; frames must be at least that big).
+    resolution, its offsets ``ceil((H - S) / 2)`` and ``ceil((W - S) / 2)`` as the reference's
+    (frames must be at least that big).
     ``crop="resize"``: the shorter side is first resized to ``crop_size`` (bilinear,
     antialiased; skipped when it already matches), then centre-cropped. Then normalisation.
     Frames are processed in chunks of ``chunk_size`` so whole long videos do not need a float
@@ -340,7 +349,8 @@ class EvalTransform(nn.Module):
                     f"{type(self).__name__}: a native {s}x{s} centre crop needs frames of at "
                     f"least that size, got {h}x{w}; set data.eval_crop: resize (or decode_size)"
                 )
-            top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
+            # ceil((h - s) / 2), as the reference's ``uniform_crop`` (not torchvision's round)
+            top, left = (h - s + 1) // 2, (w - s + 1) // 2
             x = _to_unit_float(x[..., top : top + s, left : left + s], type(self).__name__)
             return (x - self.mean.to(x.device)) / self.std.to(x.device)
         x = _to_unit_float(x, type(self).__name__)

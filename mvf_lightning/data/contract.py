@@ -11,15 +11,18 @@ The parts meet only through these interfaces, each a :class:`typing.Protocol` (c
   its frames are normalised with (the backbone's own).
 * :class:`EvaluationModel`: what the media callback needs of the model, the LSTP attention
   of a whole video and the feature grid it lies on.
+* :class:`TrainingRequest`: what the model's training loss needs its batches to hold
+  (:class:`TrainingBatches`: views per video, frame sampling, labels, same-group batches);
+  the DataModule's ``train_*`` settings left at ``auto`` follow it.
 
 :class:`~mvf_lightning.data.datamodules.VideoDataModule` implements the first two and
-:class:`~mvf_lightning.training.module.MVFormerModule` the last two. Lightning-free.
+:class:`~mvf_lightning.training.module.MVFormerModule` the others. Lightning-free.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,12 +36,38 @@ __all__ = [
     "EvaluationData",
     "EvaluationModel",
     "InputNormalization",
+    "TrainingBatches",
     "TrainingData",
+    "TrainingRequest",
     "evaluation_data",
     "evaluation_model",
     "input_normalization",
+    "training_batches",
     "training_data",
 ]
+
+FrameSampling = Literal["time_augment", "offset_uniform"]
+"""How a training view's frames are chosen: MV-Former / CARL's ``time_augment`` (a random
+block of the video, randomly thinned) or the reference's ``offset_uniform`` (sorted random
+frames of the whole video), see :mod:`mvf_lightning.data.sampling`."""
+
+
+@dataclass(frozen=True)
+class TrainingBatches:
+    """What a training loss needs its batches to hold."""
+
+    views: int = 2
+    """Views (frame samples) per video: 2 for SCL's and our TCC's augmented pairs, 1 else."""
+    frames: FrameSampling = "time_augment"
+    """How each view's frames are chosen."""
+    positive_window: int = 0
+    """> 0: every sampled step is followed by a positive step drawn from the
+    ``positive_window`` frames before it (TCN's anchor / positive layout)."""
+    labels: bool = False
+    """Batches carry the frames' phase labels (``labels [B, V, T]``, -1 where unknown)."""
+    same_group: bool = False
+    """Every batch holds videos of one group (one action), as the reference trains TCC."""
+
 
 
 @dataclass
@@ -100,6 +129,14 @@ class EvaluationModel(Protocol):
         h * w], (h, w))``, or None if the model has no spatial attention."""
 
 
+@runtime_checkable
+class TrainingRequest(Protocol):
+    """A model that says what its training batches must hold."""
+
+    def training_batches(self) -> TrainingBatches:
+        """The batches its training loss needs."""
+
+
 def evaluation_data(trainer: Any) -> EvaluationData | None:
     """The trainer's DataModule if it provides :class:`EvaluationData`, else None."""
     dm = trainer.datamodule if trainer is not None else None
@@ -120,3 +157,9 @@ def input_normalization(module: Any) -> tuple[tuple[float, ...], tuple[float, ..
 def evaluation_model(module: Any) -> EvaluationModel | None:
     """The module if it provides :class:`EvaluationModel`, else None."""
     return module if isinstance(module, EvaluationModel) else None
+
+
+def training_batches(module: Any) -> TrainingBatches:
+    """What ``module``'s training needs (:class:`TrainingRequest`); two time-augmented views
+    per video, no labels (SCL's) for a model that does not say."""
+    return module.training_batches() if isinstance(module, TrainingRequest) else TrainingBatches()

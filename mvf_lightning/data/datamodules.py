@@ -19,11 +19,11 @@ import json
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import ConcatDataset, DataLoader
 
 from ..errors import ConfigError
@@ -35,11 +35,13 @@ from .augment import (
     TrainAugmentation,
     TrainAugmentationConfig,
 )
-from .contract import EvalFrames, input_normalization
+from .contract import EvalFrames, FrameSampling, TrainingBatches, input_normalization
+from .contract import training_batches as requested_batches
 from .datasets import (
     BrokenVideoTracker,
     EpochSeededSampler,
     EvalVideoDataset,
+    SameGroupSampler,
     TrainClipDataset,
     collate_eval,
     collate_train,
@@ -47,7 +49,7 @@ from .datasets import (
 )
 from .index import VideoIndex, load_split, require_dataset_root
 from .probe import ProbeReport, check_training_videos, probe_cache_dir, warn_frame_mismatches
-from .sampling import TimeAugmentSampler, TimeWindow
+from .sampling import OffsetUniformSampler, TimeAugmentSampler, TimeWindow
 
 if TYPE_CHECKING:
     from ..evaluation.protocol import EvalProtocol
@@ -56,6 +58,8 @@ __all__ = ["EvalSet", "VideoDataModule"]
 
 EVAL_ROLES = ("train", "val")
 _UNRESOLVED = object()
+Auto = Literal["auto"]
+"""A training-batch setting left to the model's loss (:class:`TrainingBatches`)."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +99,23 @@ class VideoDataModule(LightningDataModule):
         min_scale / max_scale / view_overlap / time_window: :class:`TimeAugmentSampler`
             parameters (``time_window``: ``video`` scales the whole video, ``frames`` one
             view's frames, FineGym's rule).
+        train_sampling / train_views / train_batches / train_labels: what a training batch
+            holds: frame sampling (``time_augment``, ``offset_uniform``), views per video (1
+            or 2), batch composition (``shuffled``, or ``same_group``: every batch of one
+            group, i.e. one action) and whether it carries the frames' phase labels. ``auto``
+            (default) takes what the model's loss asks for (SCL: two time-augmented views;
+            TCN: one ``offset_uniform`` view of anchor / positive pairs; Classification:
+            one view with labels; TCC: one view in same-action batches); a value set here
+            must give the loss what it needs (checked when training starts).
         augmentation: per-view spatial augmentation (:class:`TrainAugmentationConfig`).
         max_broken_fraction / max_broken_videos: training stops when more than
             ``max(max_broken_videos, floor(max_broken_fraction * N))`` of its N training
             videos cannot be read.
         check_videos: before training, open every training video once (cached per index)
             to stop early if too many are broken and warn about frame-count mismatches.
-        seed: seeds shuffling and frame sampling (per seed, epoch, video).
+        seed: seeds shuffling, frame sampling and augmentation (per seed, epoch, video);
+            None (default): ``seed_everything``'s seed (the paper configs': 1, the
+            reference's), or 0 when there is none.
         pin_memory: pin host memory (only takes effect when CUDA is available).
         augment_in_workers: run the training augmentation in the loader's workers (seeded
             per video) instead of on the device after transfer: pays when the device is the
@@ -124,6 +138,10 @@ class VideoDataModule(LightningDataModule):
     """The protocol's frame stride for Kendall's tau and retrieval (FineGym: 5)."""
     protocol_settings: ClassVar[dict[str, Any]] = {}
     """Dataset-specific :class:`~mvf_lightning.evaluation.protocol.EvalProtocol` settings."""
+    stored_size: ClassVar[int | None] = None
+    """The frame size (square) the paper configs expect the dataset stored at (Penn Action:
+    224, as CARL's release and the reference's converter store it); with ``eval_crop:
+    native``, evaluation warns once when the evaluation videos are stored at another size."""
     makes_its_data: ClassVar[bool] = False
     """True for a DataModule that creates its dataset itself (the demo); otherwise a missing
     dataset root is an error as soon as the DataModule is made."""
@@ -155,11 +173,15 @@ class VideoDataModule(LightningDataModule):
         max_scale: float = 1.5,
         view_overlap: float = 0.2,
         time_window: TimeWindow = "video",
+        train_sampling: FrameSampling | Auto = "auto",
+        train_views: int | Auto = "auto",
+        train_batches: Literal["auto", "shuffled", "same_group"] = "auto",
+        train_labels: bool | Auto = "auto",
         augmentation: TrainAugmentationConfig = TrainAugmentationConfig(),
         max_broken_fraction: float = 0.01,
         max_broken_videos: int = 3,
         check_videos: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         augment_in_workers: bool = False,
     ) -> None:
         super().__init__()
@@ -195,12 +217,35 @@ class VideoDataModule(LightningDataModule):
         self.max_broken_fraction = float(max_broken_fraction)
         self.max_broken_videos = int(max_broken_videos)
         self.check_videos = bool(check_videos)
-        self.seed = int(seed)
+        self._seed = None if seed is None else int(seed)
         self.augment_in_workers = bool(augment_in_workers)
         self.augmentation = augmentation
-        self.sampler = TimeAugmentSampler(
-            num_frames, min_scale, max_scale, view_overlap, window=time_window
-        )
+        if train_sampling not in ("auto", "time_augment", "offset_uniform"):
+            raise ConfigError(
+                "data.train_sampling must be auto, time_augment or offset_uniform, got "
+                f"{train_sampling!r}"
+            )
+        if train_views not in ("auto", 1, 2):
+            raise ConfigError(f"data.train_views must be auto, 1 or 2, got {train_views!r}")
+        if train_batches not in ("auto", "shuffled", "same_group"):
+            raise ConfigError(
+                f"data.train_batches must be auto, shuffled or same_group, got {train_batches!r}"
+            )
+        if train_labels not in ("auto", True, False):
+            raise ConfigError(f"data.train_labels must be auto, true or false, got "
+                              f"{train_labels!r}")
+        self.num_frames = int(num_frames)
+        self.train_settings = {
+            "frames": train_sampling, "views": train_views,
+            "same_group": train_batches if train_batches == "auto"
+            else train_batches == "same_group",
+            "labels": train_labels,
+        }
+        self._time_augment = {
+            "min_scale": min_scale, "max_scale": max_scale, "view_overlap": view_overlap,
+            "window": time_window,
+        }
+        TimeAugmentSampler(num_frames, **self._time_augment)  # checks the settings now
         self._mean = None if mean is None else tuple(float(v) for v in mean)
         self._std = None if std is None else tuple(float(v) for v in std)
         self._stats_from: object = _UNRESOLVED
@@ -257,6 +302,54 @@ class VideoDataModule(LightningDataModule):
 
     def _trainer_or_none(self) -> Any:
         return self.trainer
+
+    # ------------------------------------------------------------------ training batches
+    @property
+    def seed(self) -> int:
+        """``data.seed``, else ``seed_everything``'s seed (Lightning keeps it in
+        ``PL_GLOBAL_SEED``), else 0."""
+        if self._seed is not None:
+            return self._seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def training_batches(self) -> TrainingBatches:
+        """What each training batch holds: the model's loss's request (through
+        :class:`~mvf_lightning.data.contract.TrainingRequest`), with the ``train_*`` settings
+        that are not ``auto``; a setting that denies the loss what it needs is an error."""
+        trainer = self._trainer_or_none()
+        module = trainer.lightning_module if trainer is not None else None
+        request = requested_batches(module)
+        loss = type(getattr(module, "loss", None)).__name__ if module is not None else "loss"
+        chosen = {k: v for k, v in self.train_settings.items() if v != "auto"}
+        if "views" in chosen and chosen["views"] != request.views:
+            raise ConfigError(
+                f"data.train_views={chosen['views']} but model.loss {loss} trains on "
+                f"{request.views} view(s) per video; leave data.train_views: auto"
+            )
+        if chosen.get("labels") is False and request.labels:
+            raise ConfigError(
+                f"data.train_labels=false but model.loss {loss} trains on phase labels"
+            )
+        batches = dataclasses.replace(request, **chosen)
+        if batches.positive_window and batches.frames != "offset_uniform":
+            raise ConfigError(
+                f"model.loss {loss} draws anchor / positive pairs from offset_uniform sampling "
+                f"(the reference's); data.train_sampling={batches.frames} cannot give them"
+            )
+        return batches
+
+    @property
+    def sampler(self) -> TimeAugmentSampler | OffsetUniformSampler:
+        """The frame sampler of a training video, as :meth:`training_batches` says."""
+        batches = self.training_batches()
+        if batches.frames == "offset_uniform":
+            if batches.views != 1:
+                raise ConfigError(
+                    "data.train_sampling=offset_uniform samples one view per video; the loss "
+                    f"needs {batches.views}"
+                )
+            return OffsetUniformSampler(self.num_frames, batches.positive_window)
+        return TimeAugmentSampler(self.num_frames, **self._time_augment, views=batches.views)
 
     # ------------------------------------------------------------------ indexes
     def hint(self, root: str) -> str:
@@ -342,7 +435,8 @@ class VideoDataModule(LightningDataModule):
         "train_split", "num_frames", "batch_size", "num_workers", "pin_memory",
         "persistent_workers", "decode_threads", "min_scale", "max_scale", "view_overlap",
         "time_window", "augmentation", "max_broken_fraction", "max_broken_videos",
-        "check_videos", "seed", "augment_in_workers",
+        "check_videos", "seed", "augment_in_workers", "train_sampling", "train_views",
+        "train_batches", "train_labels",
     ))
 
     def eval_fingerprint(self) -> str:
@@ -426,8 +520,42 @@ class VideoDataModule(LightningDataModule):
             )
         return report
 
+    def _warn_stored_size(self) -> None:
+        """Warn once when ``eval_crop: native`` meets evaluation videos stored at another
+        size than :attr:`stored_size` (the first video of each evaluation index is looked at)."""
+        if (
+            self.stored_size is None
+            or self.eval_transform.crop != "native"
+            or self.decode_size is not None
+            or getattr(self, "_size_checked", False)
+        ):
+            return
+        self._size_checked = True
+        from .decode import VideoDecodeError, probe_video
+
+        for index in self.eval_indexes().values():
+            if not len(index):
+                continue
+            try:
+                info = probe_video(index.video_path(index[0]))
+            except VideoDecodeError:
+                return  # reported where the video is evaluated
+            if (info.height, info.width) != (self.stored_size, self.stored_size):
+                rank_zero_warn(
+                    f"{self.eval_root}/index/{index.split}.json: videos are stored at "
+                    f"{info.width}x{info.height} (e.g. {index[0].path}), but data.eval_crop="
+                    f"native expects the {self.stored_size}x{self.stored_size} frames the "
+                    f"paper configs were made for: evaluation sees a central "
+                    f"{self.eval_transform.crop_size} patch of a larger frame. Prepare the "
+                    f"dataset again with --size {self.stored_size} (the default), or set "
+                    "data.eval_crop: resize"
+                )
+                return
+
     def setup(self, stage: str | None = None) -> None:
         self.normalization()
+        if stage in (None, "fit", "validate", "test"):
+            self._warn_stored_size()
         if stage in (None, "fit") and self.train_dataset is None:
             index = self._load(self.root, self.train_split)
             if self.check_videos:
@@ -441,6 +569,7 @@ class VideoDataModule(LightningDataModule):
                 num_threads=self.decode_threads,
                 warn_broken=False,  # reported once per file in the main process instead
                 augment=self.train_augment if self.augment_in_workers else None,
+                labels=self.training_batches().labels,
             )
         if self.eval_dataset is None:
             parts = [
@@ -467,9 +596,16 @@ class VideoDataModule(LightningDataModule):
         if self.train_dataset is None:
             self.setup("fit")
         world, rank = self._world()
-        sampler = EpochSeededSampler(
-            self.train_dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed
-        )
+        if self.training_batches().same_group:
+            groups = [self.train_dataset.record(i).group for i in range(len(self.train_dataset))]
+            sampler = SameGroupSampler(
+                self.train_dataset, groups, self.batch_size, num_replicas=world, rank=rank,
+                seed=self.seed,
+            )
+        else:
+            sampler = EpochSeededSampler(
+                self.train_dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed
+            )
         # The tolerance is over the whole training set (the up-front check counts all of it).
         self.broken.num_videos = len(self.train_dataset)
         self.broken.list_path = str(

@@ -27,6 +27,7 @@ class PennActionDataModule(VideoDataModule):
     """
 
     eval_name = "penn"
+    stored_size = 224
 
     prepare_hint = (
         "python -m mvf_lightning prepare penn-action --source <Penn_Action> --labels "

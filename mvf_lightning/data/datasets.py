@@ -7,6 +7,8 @@ Workers only decode uint8 frames; augmentation happens later on the accelerator.
 * :class:`EpochSeededSampler`: DDP sharding + per-epoch shuffling; it yields
   ``(index, epoch)`` pairs, so items are reproducible from ``(seed, epoch, index)`` even with
   persistent workers that never see ``dataset.epoch`` change.
+* :class:`SameGroupSampler`: the same, in runs of ``batch_size`` videos of one group (one
+  action), so that every batch holds videos of one action (the reference's TCC batches).
 
 Broken videos in training: an item that cannot be decoded is replaced by the next video of
 the index (up to ``max_substitutes`` tries) and the failing files travel with the item in
@@ -35,13 +37,14 @@ from torch.utils.data._utils.collate import default_collate
 from ..errors import ConfigError, DataError
 from .decode import VideoDecodeError, VideoFile
 from .index import VideoIndex, VideoRecord, resample_labels
-from .sampling import StrideSampler, TimeAugmentSampler
+from .sampling import OffsetUniformSampler, StrideSampler, TimeAugmentSampler
 
 __all__ = [
     "BrokenVideoTracker",
     "TooManyBrokenVideosError",
     "EpochSeededSampler",
     "EvalVideoDataset",
+    "SameGroupSampler",
     "TrainClipDataset",
     "VideoDataset",
     "collate_eval",
@@ -128,12 +131,15 @@ def _split_key(key: Any) -> tuple[int, int | None]:
 
 
 class TrainClipDataset(VideoDataset):
-    """Two views of one video per item, sampled by ``sampler`` (a :class:`TimeAugmentSampler`).
+    """The views of one video per item, sampled by ``sampler`` (a :class:`TimeAugmentSampler`
+    or :class:`OffsetUniformSampler`).
 
-    Item: ``frames`` uint8 ``[2, T, 3, H, W]`` (a view of channel-last memory),
-    ``steps`` int64 ``[2, T]`` (clamped to ``[0, L - 1]``), ``masks`` bool ``[2, T]``,
-    ``seq_lens`` int64 ``[2]`` (= L), ``index`` (the video actually used), ``broken``
-    (files that failed on the way). Only the union of both views' frames is decoded, once.
+    Item: ``frames`` uint8 ``[V, T, 3, H, W]`` (a view of channel-last memory),
+    ``steps`` int64 ``[V, T]`` (clamped to ``[0, L - 1]``), ``masks`` bool ``[V, T]``,
+    ``seq_lens`` int64 ``[V]`` (= L), ``index`` (the video actually used), ``broken``
+    (files that failed on the way), and with ``labels=True`` ``labels`` int64 ``[V, T]`` (the
+    steps' phase labels, -1 where unknown). Only the union of the views' frames is decoded,
+    once.
     The per-item generator is ``np.random.default_rng([seed, epoch, index])``. ``L`` is the
     smaller of the index's ``num_frames`` and the decoder's count (CARL's rule: the longer is
     resampled to the shorter): an index listing more frames than decode trains on the frames
@@ -143,15 +149,17 @@ class TrainClipDataset(VideoDataset):
     def __init__(
         self,
         index: VideoIndex,
-        sampler: TimeAugmentSampler,
+        sampler: TimeAugmentSampler | OffsetUniformSampler,
         decode_size: Sequence[int] | None = None,
         seed: int = 0,
         num_threads: int = 1,
         max_substitutes: int = 10,
         warn_broken: bool = True,
         augment: torch.nn.Module | None = None,
+        labels: bool = False,
     ) -> None:
         super().__init__(index, decode_size, num_threads)
+        self.with_labels = bool(labels)
         if len(index) == 0:
             raise DataError(f"TrainClipDataset: index {index.dataset}/{index.split} has no videos")
         self.augment = augment
@@ -183,13 +191,17 @@ class TrainClipDataset(VideoDataset):
         frames = video.read(frame_ids.reshape(-1))  # decodes the unique union once
         frames = frames.reshape(*sample.steps.shape, *frames.shape[1:])
         num_views = sample.steps.shape[0]
-        return {
+        item = {
             "frames": _frames_to_tensor(frames),
             "steps": torch.from_numpy(sample.steps.astype(np.int64, copy=False)),
             "masks": torch.from_numpy(sample.masks.astype(bool, copy=False)),
             "seq_lens": torch.full((num_views,), length, dtype=torch.int64),
             "index": i,
         }
+        if self.with_labels:
+            labels = self.labels(i, length)[sample.steps]
+            item["labels"] = torch.from_numpy(np.ascontiguousarray(labels))
+        return item
 
     def _augmented(self, frames: torch.Tensor, epoch: int, i: int) -> torch.Tensor:
         """The item's views augmented with torch's RNG seeded from (seed, epoch, video): the
@@ -353,6 +365,67 @@ class EpochSeededSampler(DistributedSampler):
         skip = resume[1] if resume is not None and resume[0] == epoch else 0
         order = list(super().__iter__())[skip:]
         return ((int(i), epoch) for i in order)
+
+
+class SameGroupSampler(EpochSeededSampler):
+    """Every run of ``batch_size`` indices it yields is of videos of one group (one action):
+    with a DataLoader of that ``batch_size``, every batch holds videos of one action.
+
+    As the reference's ``ActionBatchSampler``: each batch picks a group uniformly at random,
+    then ``batch_size`` different videos of it; each rank draws ``ceil(N / world) //
+    batch_size`` batches from its own stream, seeded by ``(seed, epoch, rank)``, so ranks
+    never wait on each other, an epoch is reproducible and :meth:`resume_at` continues it.
+    Only groups with at least ``batch_size`` videos are drawn.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        groups: Sequence[str],
+        batch_size: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        if len(groups) != len(dataset):
+            raise ValueError(f"{len(groups)} groups for a dataset of {len(dataset)} videos")
+        self.batch_size = int(batch_size)
+        members: dict[str, list[int]] = {}
+        for i, group in enumerate(groups):
+            members.setdefault(str(group), []).append(i)
+        self.members = [np.asarray(m) for m in members.values() if len(m) >= self.batch_size]
+        if not self.members:
+            sizes = {g: len(m) for g, m in members.items()}
+            raise ConfigError(
+                f"same-group batches of data.batch_size={self.batch_size} videos need a group "
+                f"with that many training videos; the groups have {sizes}"
+            )
+        self.num_batches = math.ceil(len(dataset) / num_replicas) // self.batch_size
+        if self.num_batches < 1:
+            raise ConfigError(
+                f"{len(dataset)} training videos over {num_replicas} rank(s) make no batch of "
+                f"data.batch_size={self.batch_size}"
+            )
+        self.num_samples = self.num_batches * self.batch_size
+        self.total_size = self.num_samples * num_replicas
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _order(self, epoch: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, epoch, self.rank])
+        picks = rng.integers(0, len(self.members), size=self.num_batches)
+        return [
+            int(i)
+            for g in picks
+            for i in self.members[g][rng.permutation(len(self.members[g]))[: self.batch_size]]
+        ]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, resume, self._resume = self.epoch, self._resume, None
+        skip = resume[1] if resume is not None and resume[0] == epoch else 0
+        return ((i, epoch) for i in self._order(epoch)[skip:])
 
 
 def _ignore(signum: int, frame: Any) -> None:

@@ -17,7 +17,14 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["StrideSampler", "TimeAugmentSampler", "TimeWindow", "ViewSample"]
+__all__ = [
+    "OffsetUniformSampler",
+    "StrideSampler",
+    "TimeAugmentSampler",
+    "TimeWindow",
+    "ViewSample",
+    "with_positives",
+]
 
 TimeWindow = Literal["video", "frames"]
 """What the time-augment block scales: the whole video (``ceil(r L)``: Penn Action, K400,
@@ -36,8 +43,21 @@ class ViewSample(NamedTuple):
     masks: np.ndarray
 
 
+def _view_sample(raw: np.ndarray, length: int) -> ViewSample:
+    """Unclamped steps ``[V, T]`` -> masks (False outside ``[0, L)``) and clamped steps."""
+    masks = (raw >= 0) & (raw < length)
+    return ViewSample(steps=np.clip(raw, 0, length - 1), masks=masks)
+
+
+def with_positives(anchors: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    """TCN's layout: each anchor step followed by a positive step drawn uniformly from
+    ``[anchor - window, anchor - 1]`` (unclamped): ``[..., n]`` -> ``[..., 2n]``."""
+    positives = anchors + rng.integers(-window, 0, size=anchors.shape)
+    return np.stack([anchors, positives], axis=-1).reshape(*anchors.shape[:-1], -1)
+
+
 class TimeAugmentSampler:
-    """Two views of ``num_frames`` steps each, following MV-Former's "time augment".
+    """One or two views of ``num_frames`` steps each, following MV-Former's "time augment".
 
     Per view: ``n = min(L, T)``; ``r ~ U(min_scale, max_scale)``; ``block = ceil(r L)`` with
     ``window="video"`` (Penn Action, K400, Pouring) or ``ceil(r n)`` with ``window="frames"``
@@ -51,9 +71,8 @@ class TimeAugmentSampler:
     ``window="frames"`` and ``L > 1.5 T`` the offsets move and a view spans at most
     ``ceil(max_scale T)`` frames. If ``min_scale < 1``
     makes ``block < n``, only ``block`` positions exist and the rest is padding.
+    ``views=1`` samples the first view only (the reference's single-view methods).
     """
-
-    num_views = 2
 
     def __init__(
         self,
@@ -62,6 +81,7 @@ class TimeAugmentSampler:
         max_scale: float = 1.5,
         view_overlap: float = 0.2,
         window: TimeWindow = "video",
+        views: int = 2,
     ) -> None:
         if int(num_frames) < 1:
             raise ConfigError(f"TimeAugmentSampler: num_frames must be >= 1, got {num_frames}")
@@ -78,6 +98,9 @@ class TimeAugmentSampler:
             raise ConfigError(
                 f"TimeAugmentSampler: window must be 'video' or 'frames', got {window!r}"
             )
+        if views not in (1, 2):
+            raise ConfigError(f"TimeAugmentSampler: views must be 1 or 2, got {views!r}")
+        self.num_views = int(views)
         self.num_frames = int(num_frames)
         self.window = window
         self.min_scale = float(min_scale)
@@ -88,7 +111,7 @@ class TimeAugmentSampler:
         return (
             f"TimeAugmentSampler(num_frames={self.num_frames}, min_scale={self.min_scale}, "
             f"max_scale={self.max_scale}, view_overlap={self.view_overlap}, "
-            f"window={self.window!r})"
+            f"window={self.window!r}, views={self.num_views})"
         )
 
     def _view(self, length: int, rng: np.random.Generator, s0: int | None) -> np.ndarray:
@@ -109,15 +132,62 @@ class TimeAugmentSampler:
         return steps
 
     def __call__(self, video_len: int, rng: np.random.Generator) -> ViewSample:
-        """Sample both views of a video of ``video_len`` frames."""
+        """Sample the views of a video of ``video_len`` frames."""
         length = int(video_len)
         if length < 1:
             raise ValueError(f"TimeAugmentSampler: video_len must be >= 1, got {video_len}")
-        first = self._view(length, rng, None)
-        second = self._view(length, rng, int(first[0]))
-        raw = np.stack([first, second])
-        masks = (raw >= 0) & (raw < length)
-        return ViewSample(steps=np.clip(raw, 0, length - 1), masks=masks)
+        views = [self._view(length, rng, None)]
+        if self.num_views == 2:
+            views.append(self._view(length, rng, int(views[0][0])))
+        return _view_sample(np.stack(views), length)
+
+
+class OffsetUniformSampler:
+    """One view: the reference's ``offset_uniform`` sampling (its ``datasets/*.py``).
+
+    A video of ``L >= n`` frames gives ``n`` distinct frames drawn uniformly from the whole
+    video, sorted; a shorter one gives ``0 .. n - 1``, the steps ``>= L`` masked and clamped.
+    ``n = num_frames``, or ``num_frames / 2`` anchors with ``positive_window > 0``: then each
+    anchor is followed by a positive step from the ``positive_window`` frames before it
+    (:func:`with_positives`; a step before the video's start is masked and clamped to 0), the
+    reference's TCN batches.
+    """
+
+    num_views = 1
+
+    def __init__(self, num_frames: int, positive_window: int = 0) -> None:
+        if int(num_frames) < 1:
+            raise ConfigError(f"OffsetUniformSampler: num_frames must be >= 1, got {num_frames}")
+        if int(positive_window) < 0:
+            raise ConfigError(
+                f"OffsetUniformSampler: positive_window must be >= 0, got {positive_window}"
+            )
+        if positive_window and int(num_frames) % 2:
+            raise ConfigError(
+                "OffsetUniformSampler: anchors and positives alternate, so num_frames must be "
+                f"even, got {num_frames}"
+            )
+        self.num_frames = int(num_frames)
+        self.positive_window = int(positive_window)
+
+    def __repr__(self) -> str:
+        return (
+            f"OffsetUniformSampler(num_frames={self.num_frames}, "
+            f"positive_window={self.positive_window})"
+        )
+
+    def __call__(self, video_len: int, rng: np.random.Generator) -> ViewSample:
+        length = int(video_len)
+        if length < 1:
+            raise ValueError(f"OffsetUniformSampler: video_len must be >= 1, got {video_len}")
+        n = self.num_frames // 2 if self.positive_window else self.num_frames
+        if length >= n:
+            steps = np.sort(rng.permutation(length)[:n]).astype(np.int64)
+        else:
+            steps = np.arange(n, dtype=np.int64)
+        if self.positive_window:
+            steps = with_positives(steps, self.positive_window, rng)
+        return _view_sample(steps[None], length)
 
 
 class StrideSampler:

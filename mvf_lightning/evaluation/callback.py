@@ -115,6 +115,8 @@ class AlignmentEvaluation(pl.Callback):
         self.protocol: EvalProtocol | None = None
         self._scored: EvalResults | None = None
         self.last_stage: str = "val"
+        self.evaluated_at: tuple[int, int] | None = None
+        """``(epoch, global_step)`` of the last evaluation during ``fit``."""
 
     def protocol_for(self, trainer: pl.Trainer) -> EvalProtocol:
         """The DataModule's protocol with this callback's overrides and the world size."""
@@ -231,6 +233,8 @@ class AlignmentEvaluation(pl.Callback):
         if trainer.sanity_checking:
             return
         self._finish(trainer, pl_module, "val")
+        if trainer.state.fn == "fit":
+            self.evaluated_at = (trainer.current_epoch, trainer.global_step)
         if self.print_table and not trainer.training and trainer.state.fn == "validate":
             self._print(trainer, "val")
 
@@ -239,12 +243,33 @@ class AlignmentEvaluation(pl.Callback):
         if self.print_table:
             self._print(trainer, "test")
 
+    def evaluated_last(self, trainer: pl.Trainer) -> bool:
+        """Whether the model as ``fit`` left it was evaluated (the last validation ran after
+        the last training step)."""
+        return self.evaluated_at is not None and self.evaluated_at[1] == trainer.global_step
+
     def on_fit_end(self, trainer, pl_module) -> None:
-        if self.print_table and self.results:
-            self._print(trainer, self.last_stage, f" after epoch {trainer.current_epoch}")
+        # A table of an earlier model is not shown at the end: `fit` through the CLI evaluates
+        # the final model next (final_evaluation_needed), and prints that table.
+        if self.print_table and self.results and self.evaluated_last(trainer):
+            self._print(trainer, self.last_stage, f" after epoch {self.evaluated_at[0] + 1}")
 
     def _print(self, trainer: pl.Trainer, stage: str, when: str = "") -> None:
         if trainer.is_global_zero and (self.results or self.broken):
             title = f"{stage} metrics ({self._name(trainer)}){when}"
             table = format_table(self.results, title, self.broken)
             print("\n" + table + "\n", file=sys.stdout, flush=True)
+
+
+def final_evaluation_needed(trainer: pl.Trainer) -> bool:
+    """Whether a finished ``fit`` left a model the alignment metrics have not seen: it has an
+    :class:`AlignmentEvaluation`, evaluation is on, training was not interrupted, and its last
+    validation (``check_val_every_n_epoch``) came before the last training step."""
+    callbacks = [c for c in trainer.callbacks if isinstance(c, AlignmentEvaluation)]
+    if not callbacks or trainer.interrupted or trainer.global_step == 0:
+        return False
+    if trainer.limit_val_batches == 0 or evaluation_data(trainer) is None:
+        return False
+    if not trainer.datamodule.eval_sets():
+        return False
+    return not all(c.evaluated_last(trainer) for c in callbacks)

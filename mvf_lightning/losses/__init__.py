@@ -9,11 +9,16 @@ holds only that loss's settings, chosen in a config as ``model.loss``::
 or on the command line ``--model.loss=TCC --model.loss.temperature=0.2``; the CLI checks
 each key and value against the chosen class's typed constructor.
 
-Adding a loss (e.g. TCN): write ``losses/time_contrastive.py`` with the function and a
-``SequenceLoss`` subclass whose typed ``__init__`` stores each argument under its own name
-and whose ``__call__(embs, steps, seq_lens, masks)`` returns the scalar; then register it
-here: import it and add it to ``LOSSES`` (its short name, for configs and old checkpoints)
-and ``__all__``. The module, the CLI and checkpoints need no change.
+The losses: :class:`SCL` (the paper's), :class:`TCC`, :class:`TCN` (the reference's other
+self-supervised methods) and :class:`Classification` (the supervised upper bound). Each says
+what it is computed on (``embedding``), what its batches hold (``batches()``: views, frame
+sampling, labels, same-action batches; the DataModule follows) and whether it trains a head.
+
+Adding a loss: write ``losses/<name>.py`` with the function and a ``SequenceLoss`` subclass
+whose typed ``__init__`` stores each argument under its own name and whose
+``__call__(embs, steps, seq_lens, masks)`` returns the scalar; then register it here: import
+it and add it to ``LOSSES`` (its short name, for configs and old checkpoints) and
+``__all__``. The module, the DataModule, the CLI and checkpoints need no change.
 """
 
 from __future__ import annotations
@@ -23,10 +28,17 @@ from typing import Any
 
 from mvf_lightning.errors import ConfigError
 from mvf_lightning.losses.base import SequenceLoss
+from mvf_lightning.losses.classification import Classification, phase_classification_loss
 from mvf_lightning.losses.sequence_contrastive import NEGATIVES, SCL, sequence_contrastive_loss
 from mvf_lightning.losses.temporal_cycle_consistency import TCC, temporal_cycle_consistency_loss
+from mvf_lightning.losses.time_contrastive import TCN, time_contrastive_loss
 
-LOSSES: dict[str, type[SequenceLoss]] = {"scl": SCL, "tcc": TCC}
+LOSSES: dict[str, type[SequenceLoss]] = {
+    "scl": SCL,
+    "tcc": TCC,
+    "tcn": TCN,
+    "classification": Classification,
+}
 
 
 def get_loss(name: str) -> type[SequenceLoss]:
@@ -94,9 +106,13 @@ __all__ = [
     "NEGATIVES",
     "SCL",
     "TCC",
+    "TCN",
+    "Classification",
     "SequenceLoss",
     "build_loss",
     "get_loss",
+    "phase_classification_loss",
     "sequence_contrastive_loss",
     "temporal_cycle_consistency_loss",
+    "time_contrastive_loss",
 ]

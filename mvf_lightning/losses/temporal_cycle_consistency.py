@@ -1,10 +1,16 @@
 """Temporal Cycle Consistency (TCC, Dwibedi et al., CVPR 2019), deterministic alignment.
 
-The two views of each video become N = 2B sequences; every ordered pair (i, j), i != j, is
-aligned at once as one [N, N, T, T] computation: each frame of i finds its soft nearest
-neighbour in j, which must cycle back to where it started in i (mvformer.md, "Other losses in
-the reference: TCC"). Masked frames are left out (the reference ignores masks); with all-ones
-masks the result equals the reference's.
+The V views of each of the B videos become N = B V sequences; every ordered pair (i, j),
+i != j, is aligned at once as one [N, N, T, T] computation: each frame of i finds its soft
+nearest neighbour in j, which must cycle back to where it started in i (mvformer.md, "Other
+losses in the reference: TCC"). Masked frames are left out (the reference ignores masks); with
+all-ones masks the result equals the reference's.
+
+How it trains (:class:`TCC`): by default as the reference does (``configs/penn_tcc.yaml``):
+one view per video, batches of videos of one action, on the embedding itself (no projection
+head, no L2 normalisation), so that cycles run between different videos of the same action.
+``views=2, embedding="projected"`` is our own variant: cycles between two time-augmented
+views of each video, on the projected embedding SCL uses.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from mvf_lightning.data.contract import TrainingBatches
 from mvf_lightning.errors import ConfigError
-from mvf_lightning.losses.base import SequenceLoss, check_inputs
+from mvf_lightning.losses.base import EMBEDDINGS, Embedding, SequenceLoss, check_inputs
 
 LOSS_TYPES = ("regression_mse_var", "regression_mse", "regression_huber", "classification")
 SIMILARITIES = ("l2", "cosine")
@@ -74,10 +81,10 @@ def temporal_cycle_consistency_loss(
     huber_delta: float = 1.0,
     normalize_indices: bool = True,
 ) -> torch.Tensor:
-    """TCC over all ordered pairs of the 2B views, mean over every pair's anchor frames.
+    """TCC over all ordered pairs of the B V views, mean over every pair's anchor frames.
 
-    embs [B, 2, T, D] projected embeddings; steps [B, 2, T] frame indices; seq_lens [B, 2]
-    video lengths; masks [B, 2, T] (True = valid frame). A view is treated as the sequence of
+    embs [B, V, T, D] embeddings; steps [B, V, T] frame indices; seq_lens [B, V] video
+    lengths; masks [B, V, T] (True = valid frame). A view is treated as the sequence of
     its valid frames only: masked frames are no neighbour candidates, no cycle targets and no
     anchors, and label smoothing spreads over the view's valid frames; views with fewer than
     two valid frames anchor no cycle. ``loss_type``: cycle-back regression
@@ -90,11 +97,16 @@ def temporal_cycle_consistency_loss(
     """
     _check_settings(loss_type, similarity, temperature, label_smoothing, variance_lambda,
                     huber_delta)
-    check_inputs(embs, steps, seq_lens, masks)
-    b, _, t, d = embs.shape
+    check_inputs(embs, steps, seq_lens, masks, views=None)
+    b, v, t, d = embs.shape
     if t < 2:
         raise ConfigError(f"TCC needs at least 2 frames per view, got T = {t}")
-    n = 2 * b
+    n = b * v
+    if n < 2:
+        raise ConfigError(
+            "TCC aligns sequences with each other and a batch holds only one: train with "
+            "data.batch_size >= 2 (one view per video) or model.loss.views: 2"
+        )
     dtype = torch.float64 if embs.dtype == torch.float64 else torch.float32
     device = embs.device
     with torch.autocast(device_type=device.type, enabled=False):
@@ -158,10 +170,13 @@ def temporal_cycle_consistency_loss(
 
 class TCC(SequenceLoss):
     """Temporal Cycle Consistency (:func:`temporal_cycle_consistency_loss`) with its settings
-    (defaults: the reference's, CARL's ``tcc_config.yml``)."""
+    (defaults: the reference's, CARL's ``tcc_config.yml`` and ``tcc_transformer_config.yml``:
+    one view per video in batches of one action, on the raw embedding)."""
 
     def __init__(
         self,
+        views: Literal[1, 2] = 1,
+        embedding: Embedding = "raw",
         loss_type: Literal[
             "regression_mse_var", "regression_mse", "regression_huber", "classification"
         ] = "regression_mse_var",
@@ -174,6 +189,11 @@ class TCC(SequenceLoss):
     ) -> None:
         """
         Args:
+            views: 1 (the reference's): one view per video, cycles between the videos of a
+                batch, which are of one action (``data.train_batches: auto`` follows); 2 (our
+                variant): two time-augmented views per video, cycles between all of them.
+            embedding: ``raw`` (the reference's: no projection head, no L2 normalisation),
+                ``normalized`` or ``projected`` (SCL's projection head).
             loss_type: cycle-back regression (``regression_mse_var``, ``regression_mse``,
                 ``regression_huber``) or ``classification``.
             similarity: ``l2`` (negative squared distance) or ``cosine`` (dot product).
@@ -185,6 +205,12 @@ class TCC(SequenceLoss):
         """
         _check_settings(loss_type, similarity, temperature, label_smoothing, variance_lambda,
                         huber_delta)
+        if views not in (1, 2):
+            raise ConfigError(f"views must be 1 or 2, got {views!r}")
+        if embedding not in EMBEDDINGS:
+            raise ConfigError(f"embedding must be one of {list(EMBEDDINGS)}, got {embedding!r}")
+        self.views = int(views)
+        self.embedding = embedding
         self.loss_type = loss_type
         self.similarity = similarity
         self.temperature = float(temperature)
@@ -193,6 +219,10 @@ class TCC(SequenceLoss):
         self.huber_delta = float(huber_delta)
         self.normalize_indices = bool(normalize_indices)
 
+    def batches(self) -> TrainingBatches:
+        """One view per video in same-action batches (the reference's), or two views."""
+        return TrainingBatches(views=self.views, same_group=self.views == 1)
+
     def __call__(
         self,
         embs: torch.Tensor,
@@ -200,4 +230,6 @@ class TCC(SequenceLoss):
         seq_lens: torch.Tensor,
         masks: torch.Tensor,
     ) -> torch.Tensor:
-        return temporal_cycle_consistency_loss(embs, steps, seq_lens, masks, **self.init_args())
+        check_inputs(embs, steps, seq_lens, masks, views=self.views)
+        settings = {k: v for k, v in self.init_args().items() if k not in ("views", "embedding")}
+        return temporal_cycle_consistency_loss(embs, steps, seq_lens, masks, **settings)

@@ -19,7 +19,12 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, MissingFileError
-from .weight_sources import describe_source, load_package_weights, load_state_dict_file
+from .weight_sources import (
+    describe_source,
+    feature_extractor_state,
+    load_package_weights,
+    load_state_dict_file,
+)
 
 RANDOM_INIT_SEED = 0
 
@@ -36,7 +41,8 @@ class BackboneConfig:
     chunk_size: int = 40
     """Frames per backbone pass."""
     unfreeze_last: int = 0
-    """Train the last N blocks (ViT) or stages (CNN) instead of keeping them frozen."""
+    """Train the last N blocks (ViT) or stages (CNN) instead of keeping them frozen; a ViT
+    that supplies its final CLS vector trains its final norm with them."""
     img_size: int | None = None
     """Input size for ViTs if not the model's default (e.g. small test images)."""
     model_kwargs: dict = field(default_factory=dict)
@@ -116,6 +122,12 @@ class ImageBackbone(nn.Module):
         self.model.requires_grad_(False)
         # A plain list, not a ModuleList: registering the stages twice would store them twice.
         self._trainable: list[nn.Module] = stages[len(stages) - config.unfreeze_last :]
+        norm = getattr(self.model, "norm", None) if self.is_vit else None
+        if config.unfreeze_last and final_cls and isinstance(norm, nn.Module):
+            # The final norm follows the unfrozen blocks and trains with them, as in the
+            # reference (its fine-tuned "back end" is the last blocks plus the final norm).
+            # Without the final CLS the norm is pruned: it would receive no gradient anyway.
+            self._trainable.append(norm)
         for stage in self._trainable:
             stage.requires_grad_(True)
         data_cfg = timm.data.resolve_model_data_config(self.model)
@@ -256,7 +268,10 @@ def _weights_overlay(source: str, name: str, is_vit: bool) -> dict | None:
     if source in ("hub", "none"):
         return None
     if source.startswith("package:"):
-        state = load_package_weights(source.split(":", 1)[1], name.split(".")[0])
+        # CNNs are built features-only: weights without the head timm would warn about.
+        state = load_package_weights(
+            source.split(":", 1)[1], name.split(".")[0], features_only=not is_vit
+        )
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -270,6 +285,8 @@ def _weights_overlay(source: str, name: str, is_vit: bool) -> dict | None:
             # Big-vision .npz checkpoints: timm's ViT reads them itself (``load_pretrained``).
             return {"file": str(path), "custom_load": True, "num_classes": 0}
         state = load_state_dict_file(path)
+        if not is_vit:
+            state = feature_extractor_state(state, name.split(".")[0])
     pretrained_cfg = timm.models.get_pretrained_cfg(name)
     heads = pretrained_cfg.classifier if pretrained_cfg is not None else None
     for head in (heads,) if isinstance(heads, str) else heads or ():

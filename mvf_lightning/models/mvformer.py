@@ -40,7 +40,8 @@ class EmbedderConfig:
     """Extra LSTP queries generated from the backbone's final CLS vector."""
     disjoint: bool = False
     token_identity: str = "pool"
-    """One-hot token index: after pooling (``pool``), before the encoder (``enc``), ``none``."""
+    """One-hot token index: after pooling (``pool``), before the encoder (``enc``: appended
+    after the positions, which then cover the other hidden_dim - K channels), ``none``."""
     capacity: int = 2
     """Per-token MLP width = hidden_dim * capacity."""
     hidden_dim: int = 256
@@ -137,8 +138,10 @@ class MultiEntityEmbedder(nn.Module):
             config.hidden_dim - ident_enc,
             config.dropout,
         )
+        # With ``enc`` the positions (and their dropout) cover the hidden_dim - K channels the
+        # MLP produces; the one-hot is appended afterwards, as in the reference.
         self.position = TemporalPositionEncoding(
-            config.hidden_dim, config.num_frames, config.dropout
+            config.hidden_dim - ident_enc, config.num_frames, config.dropout
         )
         self.encoder = TemporalTransformer(
             config.hidden_dim, config.num_layers, config.num_heads, config.ff_dim, config.dropout
@@ -164,10 +167,9 @@ class MultiEntityEmbedder(nn.Module):
         x = pooled.view(b, t, self.num_tokens, -1)
         if self.config.token_identity == "pool":
             x = self._one_hot(x)
-        x = self.mlp(x)
+        x = self.position(self.mlp(x))
         if self.config.token_identity == "enc":
-            x = self._one_hot(x)
-        x = self.position(x)
+            x = self._one_hot(x)  # after positions and dropout: the one-hot stays exact
         key_valid = None
         if valid is not None:
             key_valid = valid.bool().unsqueeze(-1).expand(b, t, self.num_tokens).reshape(b, -1)
@@ -223,10 +225,13 @@ class MVFormer(nn.Module):
 
     ``forward(frames [B, T, 3, H, W], valid [B, T])`` -> ``embeddings [B, T, E]`` and optional
     LSTP ``attention [B, T, K, S]`` from the same pass. ``project`` gives the L2-normalised
-    projection used only by the training loss.
+    projection used only by the training loss; ``projection=False`` builds none (losses on
+    the embedding itself, like the reference's TCC, TCN and classification configs).
     """
 
-    def __init__(self, backbone: BackboneConfig, embedder: EmbedderConfig) -> None:
+    def __init__(
+        self, backbone: BackboneConfig, embedder: EmbedderConfig, projection: bool = True
+    ) -> None:
         super().__init__()
         embedder.validate()
         self.backbone = ImageBackbone(backbone, final_cls=embedder.needs_cls)
@@ -234,7 +239,11 @@ class MVFormer(nn.Module):
         self.embedder = cls(self.backbone.out_channels, embedder, self.backbone.cls_channels)
         if embedder.compile:
             self.embedder.compile(dynamic=True)  # in place: parameter names stay the same
-        self.projection = ProjectionHead(embedder.embedding_dim, embedder.projection_hidden_dim)
+        self.projection = (
+            ProjectionHead(embedder.embedding_dim, embedder.projection_hidden_dim)
+            if projection
+            else None
+        )
 
     def backbone_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``frames [B, T, 3, H, W]`` -> ``tokens [B, T, S, C]``, ``cls [B, T, C] | None``."""
@@ -255,6 +264,8 @@ class MVFormer(nn.Module):
         return self.embedder(tokens, cls, valid, return_attention)
 
     def project(self, embeddings: torch.Tensor) -> torch.Tensor:
+        if self.projection is None:
+            raise RuntimeError("this MVFormer was built without a projection head")
         return self.projection(embeddings)
 
     @staticmethod

@@ -20,7 +20,8 @@ class LearnableSpatialTokenPooling(nn.Module):
     reference; much smaller than an ``nn.Linear(K, P)``'s +-1/sqrt(K)). Keys and values are
     separate linear maps C -> P. Options: L2-normalised keys, extra "dynamic" queries generated
     from the backbone's final CLS vector, and a "disjoint" variant in which each spatial token
-    only feeds its strongest query.
+    only feeds the query that gives it the highest attention probability (see
+    :meth:`_attention`).
     """
 
     def __init__(
@@ -95,7 +96,9 @@ class LearnableSpatialTokenPooling(nn.Module):
             ).squeeze(1)
             return self.value(pooled), None
         attn = self._attention((q_in @ tokens.transpose(1, 2) + key_bias) / math.sqrt(self.dim))
-        return self.value(attn @ tokens), attn
+        # W_v (a x) + (sum a) b_v: a disjoint query's weights may sum to less than 1.
+        pooled = F.linear(attn @ tokens, self.value.weight.to(attn.dtype))
+        return pooled + attn.sum(-1, keepdim=True) * self.value.bias.to(attn.dtype), attn
 
     def _attend_projected(
         self, tokens: torch.Tensor, cls: torch.Tensor | None, return_attention: bool
@@ -111,14 +114,16 @@ class LearnableSpatialTokenPooling(nn.Module):
         return attn @ v, attn
 
     def _attention(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax over spatial tokens; "disjoint": each token feeds only its strongest query."""
+        """Softmax over the spatial tokens ``[N, Q, S]``. "Disjoint" (the reference's): each
+        spatial token keeps its probability only in the query where that probability is
+        largest (the first on a tie) and is zeroed in the others, with no renormalisation, so
+        a query's weights sum to at most 1 (0 for a query that wins no token)."""
+        attn = logits.softmax(dim=-1)
         if self.disjoint:
-            winner = logits.argmax(dim=1, keepdim=True)
-            own = torch.arange(logits.shape[1], device=logits.device).view(1, -1, 1) == winner
-            # A query that wins no spatial token keeps its full attention instead of NaN.
-            own = own | ~own.any(dim=2, keepdim=True)
-            logits = logits.masked_fill(~own, float("-inf"))
-        return logits.softmax(dim=-1)
+            winner = attn.argmax(dim=1, keepdim=True)  # [N, 1, S]
+            own = torch.arange(attn.shape[1], device=attn.device).view(1, -1, 1) == winner
+            attn = attn * own
+        return attn
 
 
 class FixedWidthTokens(nn.Module):

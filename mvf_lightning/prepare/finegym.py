@@ -9,7 +9,8 @@ Raw conversion reproduces CARL's processing, which the published numbers use:
 * frame labels start at -1; for each labelled segment, frames ``int(s * fps)`` ..
   ``int(e * fps)`` inclusive (clipped to the clip) get the element label, where ``(s, e)``
   are that segment's LAST stage timestamps (seconds from the event start). Segments are
-  applied in order of that start time, so a later segment wins where two overlap.
+  applied in the annotation's order of the event's segments (CARL's loop over them), so the
+  later one there wins where two overlap.
 
 Splits: ``gym99_train``, ``gym99_val``, ``gym288_train``, ``gym288_val``. gym99 and gym288
 share events, so each clip is cut once and referenced by both. Every video has group
@@ -148,13 +149,14 @@ def _cut_worker(task: dict) -> dict:
 def frame_labels(
     num_frames: int, segments: list[tuple[float, float, int]], fps: float
 ) -> tuple[np.ndarray, int, int]:
-    """Per-frame labels (-1 elsewhere) from (s, e, label) in seconds from the clip start.
+    """Per-frame labels (-1 elsewhere) from (s, e, label) in seconds from the clip start,
+    applied in the given order: a later segment wins where two overlap.
 
     Returns (labels, segments entirely outside the clip, segments cut at the clip's end).
     """
     labels = np.full(num_frames, -1, dtype=np.int64)
     outside = truncated = 0
-    for s, e, label in sorted(segments, key=lambda x: x[0]):
+    for s, e, label in segments:
         a, b = int(s * fps), int(e * fps)
         if a > num_frames - 1:
             outside += 1
@@ -209,11 +211,12 @@ def convert_raw(
         "segments_outside_clip": 0,
         "segments_truncated": 0,
     }
-    # split -> ordered {clip_id: [(s, e, label), ...]}; clip_id -> event facts
-    split_clips: dict[str, dict[str, list[tuple[float, float, int]]]] = {}
+    # split -> {clip_id: [(position in the event's segments, s, e, label), ...]};
+    # clip_id -> event facts
+    split_clips: dict[str, dict[str, list[tuple[int, float, float, int]]]] = {}
     events: dict[str, dict] = {}
     for split, rows in elements.items():
-        clips: dict[str, list[tuple[float, float, int]]] = {}
+        clips: dict[str, list[tuple[int, float, float, int]]] = {}
         for yid, eid, sid, label in rows:
             where = f"{annotations}: [{yid!r}][{eid!r}]"
             event = ann.get(yid, {}).get(eid) if isinstance(ann.get(yid), dict) else None
@@ -246,7 +249,7 @@ def convert_raw(
                     "end": end,
                     "event": event.get("event"),
                 }
-            clips.setdefault(clip, []).append((s, e, label))
+            clips.setdefault(clip, []).append((list(segs).index(sid), s, e, label))
         split_clips[split] = clips
 
     tasks = []
@@ -284,7 +287,8 @@ def convert_raw(
         for clip, segments in sorted(clips.items()):  # event-id order, as the probe expects
             if clip not in done:
                 continue
-            labels, outside, truncated = frame_labels(done[clip], segments, fps)
+            in_annotation_order = [seg[1:] for seg in sorted(segments, key=lambda x: x[0])]
+            labels, outside, truncated = frame_labels(done[clip], in_annotation_order, fps)
             report["segments_outside_clip"] += outside
             report["segments_truncated"] += truncated
             ev = events[clip]

@@ -6,7 +6,9 @@ evaluation callback's ``evaluation/<stage>_epoch<EEEE>.json`` files. The resolve
 ``config.yaml`` mvf_lightning saves beside a run (for W&B runs in ``<save_dir>/<project>/<id>/``)
 joins the run of the same id. Evaluation JSONs win over logger summaries. Each row shows what
 differs from the other runs' configs (or from ``--base``), the epochs reached, the final value
-of each metric and the mean over evaluation sets (Penn Action: over actions). Lightning-free.
+of each metric and the mean over evaluation sets (Penn Action: over actions). ``--plot DIR``
+also draws each metric over the epochs (one line per run) and the final values as a bar chart
+(:mod:`mvf_lightning.visualization.run_plots`). Lightning-free.
 """
 
 from __future__ import annotations
@@ -65,6 +67,21 @@ class Run:
     max_epochs: int | None = None
     source: str = ""
     differs: str = ""
+    history: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+    """``metric -> {epoch (0-based): [values logged in it]}``, for the plots."""
+
+    def series(self, metric: str) -> list[tuple[int, float]]:
+        """``[(epochs trained, value)]`` of ``metric``: one point per epoch, the mean of the
+        values logged in it (one value for evaluation metrics, several for step metrics)."""
+        by_epoch = self.history.get(metric, {})
+        return [(epoch + 1, sum(v) / len(v)) for epoch, v in sorted(by_epoch.items()) if v]
+
+
+def _add_point(history: dict, metric: str, epoch: Any, value: Any) -> None:
+    if isinstance(epoch, (int, float)) and isinstance(value, (int, float)) and not isinstance(
+        value, bool
+    ):
+        history.setdefault(metric, {}).setdefault(int(epoch), []).append(float(value))
 
 
 # ----------------------------------------------------------------------------- W&B run logs
@@ -106,7 +123,8 @@ def _item_key(item: Any) -> str:
 
 
 def read_wandb_run(folder: Path) -> dict[str, Any]:
-    """id, name, sweep id, config, final summary values and exit code of a W&B run folder."""
+    """id, name, sweep id, config, final summary values, history rows (one dict per logged
+    step) and exit code of a W&B run folder."""
     try:
         from wandb.proto import wandb_internal_pb2 as pb
     except ImportError as e:  # pragma: no cover - wandb is a dependency
@@ -114,7 +132,8 @@ def read_wandb_run(folder: Path) -> dict[str, Any]:
     logs = sorted(folder.glob("*.wandb"))
     if not logs:
         raise DataError(f"{folder}: no .wandb run log in this W&B run folder")
-    out: dict[str, Any] = {"config": {}, "summary": {}, "exit_code": None, "name": ""}
+    out: dict[str, Any] = {"config": {}, "summary": {}, "exit_code": None, "name": "",
+                           "history": []}
     for data in _wandb_records(logs[0]):
         record = pb.Record()
         try:
@@ -130,10 +149,13 @@ def read_wandb_run(folder: Path) -> dict[str, Any]:
             items = record.config.update
         elif kind in ("summary", "history"):
             items = record.summary.update if kind == "summary" else record.history.item
+            row = {}
             for item in items:
                 key = _item_key(item)
                 if not key.startswith("_"):
-                    out["summary"][key] = json.loads(item.value_json)
+                    row[key] = out["summary"][key] = json.loads(item.value_json)
+            if kind == "history":
+                out["history"].append(row)
             continue
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
@@ -160,35 +182,61 @@ def _newest_config(folder: Path) -> dict:
     return _load_yaml(files[-1]) if files else {}
 
 
-def _evaluation_metrics(folder: Path) -> tuple[dict[str, float], int | None]:
-    """Metrics of the newest evaluation JSON per stage, as ``<stage>/<dataset>/<set>/<metric>``."""
-    newest: dict[str, tuple[int, Path]] = {}
+def _evaluation_json(path: Path, stage: str) -> tuple[dict[str, float], Any]:
+    """One evaluation JSON's values, as ``<stage>/<dataset>/<set>/<metric>``, and its epoch."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from e
+    dataset = data.get("dataset", "eval")
+    sets = data.get("sets", data.get("results", {}))
+    groups = {**{s: v for s, v in sets.items() if isinstance(v, dict)},
+              "mean": data.get("mean", {})}
+    metrics = {}
+    for set_name, values in groups.items():
+        for metric, value in (values or {}).items():
+            if isinstance(value, (int, float)):
+                metrics[f"{stage}/{dataset}/{set_name}/{metric}"] = float(value)
+    return metrics, data.get("epoch")
+
+
+def _evaluation_metrics(
+    folder: Path, history: dict | None = None
+) -> tuple[dict[str, float], int | None]:
+    """Metrics of the newest evaluation JSON per stage, as ``<stage>/<dataset>/<set>/<metric>``,
+    and the newest val epoch; every JSON's values go into ``history`` (by its epoch; an older
+    JSON that cannot be read is left out of the plots, not the table)."""
+    found: dict[str, list[tuple[int, Path]]] = {}
     for path in (folder / "evaluation").glob("*.json"):
         m = _EVAL_JSON.match(path.name)
-        if m and int(m["epoch"]) >= newest.get(m["stage"], (-1, path))[0]:
-            newest[m["stage"]] = (int(m["epoch"]), path)
+        if m:
+            found.setdefault(m["stage"], []).append((int(m["epoch"]), path))
     metrics: dict[str, float] = {}
     epoch = None
-    for stage, (_, path) in newest.items():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e})") from e
-        dataset = data.get("dataset", "eval")
-        sets = data.get("sets", data.get("results", {}))
-        groups = {**{s: v for s, v in sets.items() if isinstance(v, dict)},
-                  "mean": data.get("mean", {})}
-        for set_name, values in groups.items():
-            for metric, value in (values or {}).items():
-                if isinstance(value, (int, float)):
-                    metrics[f"{stage}/{dataset}/{set_name}/{metric}"] = float(value)
-        if stage == "val" and isinstance(data.get("epoch"), int):
-            epoch = max(epoch or 0, data["epoch"])
+    for stage, files in found.items():
+        files.sort()
+        newest, newest_epoch = _evaluation_json(files[-1][1], stage)
+        metrics.update(newest)
+        if stage == "val" and isinstance(newest_epoch, int):
+            epoch = max(epoch or 0, newest_epoch)
+        if history is None:
+            continue
+        for file_epoch, path in files:
+            try:
+                values = _evaluation_json(path, stage)[0]
+            except DataError:
+                continue
+            for key, value in values.items():
+                # one point per epoch: the evaluation, not what a logger also kept of it
+                history[key] = {**history.get(key, {}), file_epoch: [value]}
     return metrics, epoch
 
 
-def _csv_metrics(path: Path) -> tuple[dict[str, float], int | None]:
-    """Last value of each column of a CSV logger's metrics.csv, and the highest epoch.
+def _csv_metrics(
+    path: Path, history: dict | None = None
+) -> tuple[dict[str, float], int | None]:
+    """Last value of each column of a CSV logger's metrics.csv, and the highest epoch; every
+    value goes into ``history`` by its row's epoch.
     A row cut short by a kill (the file's last line) is ignored; any other value that is
     not a number makes the file unreadable, named with its line."""
     metrics: dict[str, float] = {}
@@ -203,6 +251,7 @@ def _csv_metrics(path: Path) -> tuple[dict[str, float], int | None]:
             if line == len(rows) + 1:
                 continue  # the last line, cut short while being written
             raise DataError(f"{path} line {line}: not as many fields as the header")
+        row_epoch = row.get("epoch")
         for key, value in row.items():
             if value in ("", None) or key is None:
                 continue
@@ -214,6 +263,8 @@ def _csv_metrics(path: Path) -> tuple[dict[str, float], int | None]:
                 epoch = max(epoch or 0, int(number))
             elif key != "step":
                 metrics[key] = number
+                if history is not None and row_epoch not in ("", None):
+                    _add_point(history, key, float(row_epoch), number)
     return metrics, epoch
 
 
@@ -333,8 +384,12 @@ def _wandb_run(folder: Path, config_dirs: dict[str, Path], active_s: float, seen
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     epoch = metrics.pop("epoch", None)
     run.epochs = None if epoch is None else int(epoch) + 1
+    for row in data["history"]:
+        for key, value in row.items():
+            if key not in ("epoch", "trainer/global_step"):
+                _add_point(run.history, key, row.get("epoch"), value)
     if extra is not None:
-        evaluated, eval_epoch = _evaluation_metrics(extra)
+        evaluated, eval_epoch = _evaluation_metrics(extra, run.history)
         metrics.update(evaluated)
         if eval_epoch is not None:
             run.epochs = max(run.epochs or 0, eval_epoch + 1)
@@ -358,9 +413,9 @@ def _local_run(kind: str, folder: Path, root: Path, active_s: float) -> Run:
     run = Run(name=name, path=folder, source=kind, config=_newest_config(folder))
     files = [folder / "metrics.csv"] if kind == "csv" else []
     if kind == "csv":
-        run.metrics, run.epochs = _csv_metrics(folder / "metrics.csv")
+        run.metrics, run.epochs = _csv_metrics(folder / "metrics.csv", run.history)
         run.epochs = None if run.epochs is None else run.epochs + 1
-    evaluated, eval_epoch = _evaluation_metrics(folder)
+    evaluated, eval_epoch = _evaluation_metrics(folder, run.history)
     run.metrics.update(evaluated)
     if eval_epoch is not None:
         run.epochs = max(run.epochs or 0, eval_epoch + 1)
@@ -388,6 +443,17 @@ def add_set_means(run: Run) -> None:
             key = f"{stage}/{dataset}/{MEAN}/{metric}"
             if key not in run.metrics and math.isfinite(value):
                 run.metrics[key] = value
+        # The same per epoch, for the plots, where only per-set values were logged.
+        prefix = f"{stage}/{dataset}/"
+        per_set = {k: h for k, h in run.history.items() if k.startswith(prefix)}
+        for epoch in sorted({e for h in per_set.values() for e in h}):
+            at_epoch = {k: h[epoch][-1] for k, h in per_set.items() if h.get(epoch)}
+            sets = results_from_metrics(at_epoch, stage, dataset)
+            sets.pop(MEAN, None)
+            for metric, value in mean_over_sets(sets).items():
+                key = f"{prefix}{MEAN}/{metric}"
+                if epoch not in run.history.get(key, {}) and math.isfinite(value):
+                    run.history.setdefault(key, {})[epoch] = [value]
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -422,16 +488,21 @@ def mark_differences(runs: list[Run], base: dict | None = None) -> None:
         with_config = [f for f in flats if f]
         union = list(dict.fromkeys(k for f in with_config for k in f))  # config order
         keys = [k for k in union if len({json.dumps(f.get(k)) for f in with_config}) > 1]
-    short = _short_keys(keys)
+    # A chosen class shows as its owner's name and the class's: `loss=TCC`, not
+    # `class_path=mvf_lightning.losses.TCC`.
+    shown = {k: k.removesuffix(".class_path") for k in keys}
+    short = _short_keys(list(dict.fromkeys(shown.values())))
     for run, flat in zip(runs, flats):
         if flat is None:
             run.differs = "(no config)"
             continue
         changed = [k for k in keys if base is None or flat.get(k) != ref.get(k)]
-        run.differs = " ".join(f"{short[k]}={_format(flat.get(k))}" for k in changed)
+        run.differs = " ".join(f"{short[shown[k]]}={_format(flat.get(k), k)}" for k in changed)
 
 
-def _format(value: Any) -> str:
+def _format(value: Any, key: str = "") -> str:
+    if key.endswith("class_path") and isinstance(value, str):
+        return value.rsplit(".", 1)[-1]
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
@@ -477,6 +548,46 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def plot_labels(runs: Sequence[Run]) -> list[str]:
+    """Each run's label in the pictures: the settings that differ between the runs (what
+    :func:`mark_differences` found), else its name; with its name too where two runs would
+    read the same."""
+    labels = [r.differs if r.differs and r.differs != "(no config)" else r.name for r in runs]
+    repeated = {label for label in labels if labels.count(label) > 1}
+    return [f"{r.name}: {label}" if label in repeated and label != r.name else label
+            for r, label in zip(runs, labels)]
+
+
+def plot_metrics(runs: Sequence[Run], all_metrics: bool) -> list[str]:
+    """The metrics drawn: the table's (final training loss, each evaluation mean), or every
+    metric any run logged with ``--all-metrics``."""
+    if all_metrics:
+        return sorted({k for r in runs for k in (*r.metrics, *r.history)})
+    return _table_columns(list(runs))
+
+
+def write_plots(runs: Sequence[Run], out_dir: Path, all_metrics: bool = False) -> list[Path]:
+    """``<out_dir>/<metric>.png`` (each metric over the epochs, one line per run) and
+    ``<out_dir>/final_values.png`` (a bar chart of the final values); runs with no metric at
+    all (unreadable ones) are left out. Returns the files written."""
+    from ..visualization.run_plots import RunCurves, plot_runs
+
+    runs = list(runs)
+    labels = dict(zip(map(id, runs), plot_labels(runs)))
+    drawn = [r for r in runs if r.metrics or r.history]
+    metrics = plot_metrics(drawn, all_metrics)
+    curves = []
+    for run in drawn:
+        series = {m: run.series(m) for m in metrics}
+        averaged = {m for m in metrics if any(len(v) > 1 for v in run.history.get(m, {}).values())}
+        curves.append(RunCurves(label=labels[id(run)], curves=series,
+                                final={m: run.metrics[m] for m in metrics if m in run.metrics},
+                                averaged=averaged))
+    settings = any(r.differs and r.differs != "(no config)" for r in drawn)
+    title = "run (settings that differ)" if settings else "run"
+    return plot_runs(curves, metrics, out_dir, legend_title=title)
+
+
 def write_out(rows: list[dict[str, Any]], path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise ExistingFileError(f"results: {path} exists (add --overwrite to replace it)")
@@ -512,6 +623,11 @@ def main(argv: list[str]) -> int:
                         help="every metric (per evaluation set too) in the Markdown table")
     parser.add_argument("--active-minutes", type=float, default=10.0,
                         help="an unfinished run written to this recently counts as running")
+    parser.add_argument("--plot", type=Path, metavar="DIR",
+                        help="also draw PNGs into DIR: each metric over the epochs (one line "
+                        "per run) and final_values.png, a bar chart of the final values; "
+                        "the table's metrics, every metric with --all-metrics (replaces "
+                        "earlier pictures of the same names)")
     args = parser.parse_args(argv)
     runs = collect_runs(args.runs_dirs, args.active_minutes)
     for run in runs:
@@ -521,4 +637,13 @@ def main(argv: list[str]) -> int:
     if args.out:
         write_out(to_rows(runs, all_metrics=True), args.out, args.overwrite)
         print(f"\nwrote {len(runs)} runs to {args.out}", file=sys.stderr)
+    if args.plot:
+        written = write_plots(runs, args.plot, args.all_metrics)
+        if written:
+            drawn = sum(1 for r in runs if r.metrics or r.history)
+            print(f"drew {len(written) - 1} metrics over the epochs and the final values of "
+                  f"{drawn} run{'' if drawn == 1 else 's'}: {args.plot}/", file=sys.stderr)
+        else:
+            print(f"results --plot: no metrics to draw; nothing written to {args.plot}",
+                  file=sys.stderr)
     return 0

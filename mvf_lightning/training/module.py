@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from ..data.contract import evaluation_data, training_data
+from ..data.contract import TrainingBatches, evaluation_data, training_data
 from ..errors import CheckpointError, ConfigError, MissingFileError
 from ..evaluation.windows import equal_windows
 from ..losses import SequenceLoss, build_loss
@@ -115,8 +116,14 @@ def _as(cls: type, value: Any, name: str) -> Any:
     )
 
 
+TRAINING_HEADS = ("model.projection.", "loss_head.")
+"""State-dict prefixes of the parts only a training loss uses (the projection head, a loss's
+own head): evaluation and ``init_from`` do without them."""
+
+
 class MVFormerModule(pl.LightningModule):
-    """MV-Former training: two views per video -> projected embeddings -> sequence loss.
+    """MV-Former training: the views of each video -> embeddings (projected, normalised or
+    raw, as the loss says) -> the training loss.
 
     The frozen backbone has ``requires_grad=False``, is left out of the optimiser and out of
     checkpoints; a checkpoint records the backbone's name and weight source instead, and loading
@@ -131,7 +138,7 @@ class MVFormerModule(pl.LightningModule):
         optimizer: OptimizerConfig = OptimizerConfig(),
         scheduler: SchedulerConfig = SchedulerConfig(),
         init_from: str | None = None,
-        step_seed: int | None = 0,
+        step_seed: int | Literal["auto"] | None = "auto",
         eval_max_frames: int = 1000,
         max_nonfinite_steps: int = 10,
         feature_cache: FeatureCacheConfig = FeatureCacheConfig(),
@@ -141,14 +148,17 @@ class MVFormerModule(pl.LightningModule):
             backbone: frozen image model and its weights.
             embedder: the trainable MV-Former (or late-fusion) part.
             loss: training loss and only its own settings, e.g. ``{class_path: TCC,
-                init_args: {temperature: 0.1}}`` (see ``mvf_lightning.losses``).
+                init_args: {temperature: 0.1}}`` (see ``mvf_lightning.losses``); it decides
+                the embedding it sees (a projection head is built only for ``projected``),
+                the training batches (through the DataModule) and any head of its own.
             optimizer: Adam / AdamW settings.
             scheduler: per-epoch cosine (the reference's) or warm-up and per-step cosine.
             init_from: checkpoint of another run whose trainable weights start this one (no
                 optimiser state), e.g. Kinetics-400 pretraining before Penn Action.
             step_seed: reseed torch's RNG from (seed, epoch, batch, rank) before each training
-                batch is augmented, so that a resumed run repeats an uninterrupted one exactly;
-                ``None`` disables it.
+                batch is augmented, so that a resumed run repeats an uninterrupted one exactly
+                (augmentation and dropout); ``auto``: the seed is ``seed_everything``'s (0
+                without one); ``None`` disables it.
             eval_max_frames: longest sequence embedded in one pass during evaluation; longer
                 videos are cut into equal windows.
             max_nonfinite_steps: a step whose loss is NaN or infinite is skipped (no update,
@@ -175,6 +185,8 @@ class MVFormerModule(pl.LightningModule):
             raise ConfigError(f"model.eval_max_frames must be >= 1, got {eval_max_frames}")
         if max_nonfinite_steps < 0:
             raise ConfigError(f"model.max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
+        if not (step_seed is None or step_seed == "auto" or isinstance(step_seed, int)):
+            raise ConfigError(f"model.step_seed must be an int, auto or null, got {step_seed!r}")
         self.save_hyperparameters(
             {
                 "backbone": dataclasses.asdict(self.backbone_config),
@@ -191,8 +203,13 @@ class MVFormerModule(pl.LightningModule):
                 "max_nonfinite_steps": max_nonfinite_steps,
             }
         )
-        self.model = MVFormer(self.backbone_config, self.embedder_config)
-        self.step_seed = step_seed
+        self.model = MVFormer(
+            self.backbone_config, self.embedder_config,
+            projection=self.loss.embedding == "projected",
+        )
+        self.loss_head = self.loss.head(self.embedder_config.embedding_dim)
+        """A trainable module of the loss's own (Classification's classifier), or None."""
+        self._step_seed = step_seed
         self.eval_max_frames = eval_max_frames
         self.init_from = init_from
         self.max_nonfinite_steps = max_nonfinite_steps
@@ -215,7 +232,27 @@ class MVFormerModule(pl.LightningModule):
         """``frames [B, T, 3, H, W]`` -> L2-normalised frame embeddings ``[B, T, E]``."""
         return MVFormer.normalize(self.model(frames, valid)["embeddings"])
 
+    def training_batches(self) -> TrainingBatches:
+        """What the loss needs its training batches to hold (the DataModule follows it)."""
+        return self.loss.batches()
+
+    def loss_input(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The embedding the loss is computed on: projected, L2-normalised or raw."""
+        if self.loss.embedding == "projected":
+            return self.model.project(embeddings)
+        if self.loss.embedding == "normalized":
+            return MVFormer.normalize(embeddings)
+        return embeddings
+
     # ------------------------------------------------------------------ exact resume
+    @property
+    def step_seed(self) -> int | None:
+        """The seed of :func:`seed_training_batch`: ``model.step_seed``, for ``auto``
+        ``seed_everything``'s (Lightning keeps it in ``PL_GLOBAL_SEED``) or 0."""
+        if self._step_seed == "auto":
+            return int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return self._step_seed
+
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Before the DataModule augments the batch on the device: augmentation and dropout of
         # each training batch then depend only on its position, so a resumed fit repeats.
@@ -239,12 +276,17 @@ class MVFormerModule(pl.LightningModule):
         frames, masks = batch["frames"], batch["masks"]
         if frames.dim() != 6:
             raise ValueError(
-                f"training batch 'frames' must be [B, 2, T, 3, H, W], got {tuple(frames.shape)}"
+                f"training batch 'frames' must be [B, V, T, 3, H, W], got {tuple(frames.shape)}"
             )
         b, v, t = frames.shape[:3]
         out = self.model(frames.flatten(0, 1), masks.flatten(0, 1))
-        z = self.model.project(out["embeddings"]).view(b, v, t, -1)
-        loss = self.loss(z, batch["steps"], batch["seq_lens"], masks)
+        z = self.loss_input(out["embeddings"]).view(b, v, t, -1)
+        extras = {}
+        if self.loss.batches().labels:
+            extras["labels"] = batch.get("labels")
+        if self.loss_head is not None:
+            extras["head"] = self.loss_head
+        loss = self.loss(z, batch["steps"], batch["seq_lens"], masks, **extras)
         if self._skip_nonfinite(loss):
             # Every rank still runs a backward pass (DDP needs it), of a loss whose gradients
             # are zero; on_before_optimizer_step then drops them so the optimiser skips the step.
@@ -438,10 +480,18 @@ class MVFormerModule(pl.LightningModule):
             "trainable_shapes": {k: list(v.shape) for k, v in state.items()},
         }
 
-    def _check_compatible(self, state: dict[str, torch.Tensor], source: str) -> None:
+    def _check_compatible(
+        self, state: dict[str, torch.Tensor], source: str, heads: bool = True
+    ) -> None:
+        """Raise unless ``state`` holds this model's trainable tensors with their shapes
+        (``heads=False``: the training heads, :data:`TRAINING_HEADS`, are not compared)."""
         frozen = self._frozen_keys()
-        own = {k: v for k, v in self.state_dict().items() if k not in frozen}
-        theirs = {k: v for k, v in state.items() if k not in frozen}
+
+        def kept(key: str) -> bool:
+            return key not in frozen and (heads or not key.startswith(TRAINING_HEADS))
+
+        own = {k: v for k, v in self.state_dict().items() if kept(k)}
+        theirs = {k: v for k, v in state.items() if kept(k)}
         missing = sorted(set(own) - set(theirs))
         unexpected = sorted(set(theirs) - set(own))
         wrong = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
@@ -481,10 +531,16 @@ class MVFormerModule(pl.LightningModule):
                 stacklevel=2,
             )
         state = checkpoint["state_dict"]
-        self._check_compatible(state, "being loaded")
+        fitting = getattr(getattr(attached_trainer(self), "state", None), "fn", None) == "fit"
+        # Resuming a fit needs every tensor; evaluating needs no training head, so a
+        # checkpoint whose loss had other heads (e.g. from before TCC trained without the
+        # projection head) still embeds and aligns.
+        self._check_compatible(state, "being loaded", heads=fitting)
         own = self.state_dict()
-        for key in self._frozen_keys():
-            state[key] = own[key]
+        for key in [k for k in state if k.startswith(TRAINING_HEADS) and k not in own]:
+            del state[key]
+        for key in self._frozen_keys() | {k for k in own if k.startswith(TRAINING_HEADS)}:
+            state.setdefault(key, own[key])
 
     @classmethod
     def from_settings(
@@ -499,7 +555,8 @@ class MVFormerModule(pl.LightningModule):
         return module
 
     def load_trainable_weights(self, path: str | Path) -> None:
-        """Start from another run's trainable weights (no optimiser, schedule or epoch)."""
+        """Start from another run's trainable weights (no optimiser, schedule or epoch); the
+        training heads only where both runs' losses have the same ones."""
         path = Path(path).expanduser()
         if not path.is_file():
             raise MissingFileError(f"model.init_from: checkpoint not found: {path}")
@@ -513,6 +570,13 @@ class MVFormerModule(pl.LightningModule):
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
             raise CheckpointError(f"model.init_from: {path} is not a Lightning checkpoint")
         frozen = self._frozen_keys()
-        state = {k: v for k, v in ckpt["state_dict"].items() if k not in frozen}
-        self._check_compatible(state, str(path))
+        own = self.state_dict()
+        # Training heads come along where this loss has them too (K400 -> Penn Action with
+        # SCL), and are left as built where it does not (e.g. SCL pretraining, then TCC).
+        state = {
+            k: v for k, v in ckpt["state_dict"].items()
+            if k not in frozen
+            and (not k.startswith(TRAINING_HEADS) or (k in own and own[k].shape == v.shape))
+        }
+        self._check_compatible(state, str(path), heads=False)
         self.load_state_dict(state, strict=False)

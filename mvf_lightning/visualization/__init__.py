@@ -1,5 +1,6 @@
 """Pictures of embeddings and alignments, drawn with matplotlib (Agg) as pure functions:
-arrays in, uint8 RGB images or video frames out. Used by the media callback and ``align``."""
+arrays in, uint8 RGB images or video frames out. Used by the media callback and ``align``;
+``run_plots`` draws ``results --plot``'s curves and bar charts."""
 
 from .alignment_video import (
     AlignmentCanvas,

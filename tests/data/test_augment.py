@@ -158,6 +158,40 @@ def test_evaluation_native_crop_sees_the_pixels_of_a_hand_computed_centre_crop()
         EvalTransform(crop_size=224, crop="native")(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
 
 
+def test_evaluation_native_crop_offsets_round_up_as_the_references():
+    """The reference's ``uniform_crop`` places the crop at ceil((H - S) / 2), ceil((W - S) / 2):
+    on 227 x 229 frames rows 2.. and columns 3.. (Python's round would give column 2)."""
+    rows = torch.arange(227).view(1, 1, 227, 1).expand(1, 3, 227, 229)
+    cols = torch.arange(229).view(1, 1, 1, 229).expand(1, 3, 227, 229)
+    frames = torch.where(torch.arange(3).view(1, 3, 1, 1) == 0, cols, rows).to(torch.uint8)
+    out = EvalTransform(crop_size=224, mean=(0, 0, 0), std=(1, 1, 1), crop="native")(frames)
+    assert round(out[0, 0, 0, 0].item() * 255) == 3  # first column
+    assert round(out[0, 1, 0, 0].item() * 255) == 2  # first row
+    torch.testing.assert_close(out, frames[:, :, 2:226, 3:227].float() / 255, rtol=0, atol=0)
+
+
+def test_upsampled_boxes_equal_interpolate_of_the_box_also_at_its_border():
+    """Penn Action's crops (0.8-1.0 of a 224 px frame, resized to 224) are upsampled: every
+    output pixel, the outermost ring included, equals ``F.interpolate`` of the cropped box
+    (which repeats the box's edge pixels), not a sample of the pixels just outside it."""
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randint(0, 256, (2, 2, 2, 3, 40, 40), generator=g, dtype=torch.uint8)
+    aug = TrainAugmentation(
+        crop_size=40, crop_scale=(0.5, 0.8), mean=(0, 0, 0), std=(1, 1, 1), **OFF
+    )
+    torch.manual_seed(4)
+    out = aug(frames).flatten(0, 1)
+    torch.manual_seed(4)
+    boxes = random_resized_crop_boxes(4, 40, 40, (0.5, 0.8), (3 / 4, 4 / 3))
+    # some boxes lie inside the frame: there the pixels just outside a box exist and differ
+    assert any(t > 0 and le > 0 and t + h < 40 and le + w < 40 for t, le, h, w in boxes.tolist())
+    clips = frames.flatten(0, 1).float() / 255
+    for n, (top, left, h, w) in enumerate(boxes.tolist()):
+        region = clips[n, :, :, top : top + h, left : left + w]
+        want = F.interpolate(region, size=(40, 40), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(out[n], want, rtol=0, atol=1e-5)
+
+
 def test_blur_kernel_is_9_tall_and_5_wide():
     frame = torch.zeros(1, 1, 1, 3, 31, 31, dtype=torch.uint8)
     frame[..., 15, 15] = 255

@@ -206,7 +206,7 @@ def test_frames_window_hand_worked_cases():
     expected = np.sort(offset + rng.permutation(block)[:4])
     got = TimeAugmentSampler(4, window="frames")(20, np.random.default_rng(3))
     np.testing.assert_array_equal(got.steps[0], expected)
-    assert repr(TimeAugmentSampler(4, window="frames")).endswith("window='frames')")
+    assert repr(TimeAugmentSampler(4, window="frames")).endswith("window='frames', views=2)")
     with pytest.raises(ValueError, match="window"):
         TimeAugmentSampler(4, window="event")
 

@@ -14,15 +14,12 @@ import pytest
 import torch
 
 from mvf_lightning.evaluation.metrics import (
-    KendallsTau,
-    PhaseClassification,
-    PhaseProgression,
-    RetrievalAP,
     kendalls_tau,
     phase_classification,
     phase_progression,
     retrieval_ap_at,
 )
+from mvf_lightning.metrics import KendallsTau, PhaseClassification, PhaseProgression, RetrievalAP
 from tests.cli_helpers import ROOT
 from tests.evaluation.metrics_example import videos
 
@@ -33,25 +30,43 @@ def _fed(metric, items):
     return metric
 
 
+def test_public_import_path_holds_torchmetrics_classes():
+    from torchmetrics import Metric
+
+    from mvf_lightning.evaluation import metrics as kernels
+
+    for cls in (KendallsTau, RetrievalAP, PhaseClassification, PhaseProgression):
+        assert issubclass(cls, Metric)
+        assert getattr(kernels, cls.__name__) is cls
+
+
 def test_each_class_equals_its_function():
     items = videos()
     train = sorted((v for v in items if v.is_train), key=lambda v: v.id)
     val = sorted((v for v in items if not v.is_train), key=lambda v: v.id)
     labelled = [v.embeddings[v.labels >= 0] for v in val]
     assert float(_fed(KendallsTau(stride=2), items).compute()) == pytest.approx(
-        kendalls_tau(labelled, stride=2), abs=1e-12)
+        kendalls_tau(labelled, stride=2), abs=1e-12
+    )
     ap = retrieval_ap_at([v.embeddings for v in val], [v.labels for v in val], [5, 10], stride=2)
     assert float(_fed(RetrievalAP(k=5, stride=2), items).compute()) == pytest.approx(ap[5])
     both = _fed(RetrievalAP(k=[5, 10], stride=2), items).compute()
     assert {k: float(v) for k, v in both.items()} == pytest.approx(
-        {"retrieval_ap@5": ap[5], "retrieval_ap@10": ap[10]})
-    args = ([v.embeddings for v in train], [v.labels for v in train],
-            [v.embeddings for v in val], [v.labels for v in val])
+        {"retrieval_ap@5": ap[5], "retrieval_ap@10": ap[10]}
+    )
+    args = (
+        [v.embeddings for v in train],
+        [v.labels for v in train],
+        [v.embeddings for v in val],
+        [v.labels for v in val],
+    )
     for fraction in (0.1, 0.5, 1.0):
-        assert float(_fed(PhaseClassification(fraction=fraction), items).compute()) == \
-            pytest.approx(phase_classification(*args, fraction=fraction), abs=1e-12)
-        assert float(_fed(PhaseProgression(num_classes=4, fraction=fraction), items).compute()) \
-            == pytest.approx(phase_progression(*args, num_classes=4, fraction=fraction), abs=1e-12)
+        assert float(
+            _fed(PhaseClassification(fraction=fraction), items).compute()
+        ) == pytest.approx(phase_classification(*args, fraction=fraction), abs=1e-12)
+        assert float(
+            _fed(PhaseProgression(num_classes=4, fraction=fraction), items).compute()
+        ) == pytest.approx(phase_progression(*args, num_classes=4, fraction=fraction), abs=1e-12)
 
 
 def test_a_video_counts_once_in_any_order_and_train_order_chooses_the_probe_videos():
@@ -63,8 +78,12 @@ def test_a_video_counts_once_in_any_order_and_train_order_chooses_the_probe_vide
     reordered = _fed(PhaseClassification(fraction=0.5, train_order=train_ids[::-1]), items)
     train = [v for v in items if v.is_train][::-1][:3]  # the first 3 of 6 in that order
     val = [v for v in items if not v.is_train]
-    expected = phase_classification([v.embeddings for v in train], [v.labels for v in train],
-                                    [v.embeddings for v in val], [v.labels for v in val])
+    expected = phase_classification(
+        [v.embeddings for v in train],
+        [v.labels for v in train],
+        [v.embeddings for v in val],
+        [v.labels for v in val],
+    )
     assert float(reordered.compute()) == pytest.approx(expected, abs=1e-12)
 
 
@@ -87,10 +106,27 @@ def _free_port() -> int:
 def _run_example(tmp_path, world: int) -> dict:
     port = _free_port()
     outs = [tmp_path / f"rank{r}_of{world}.json" for r in range(world)]
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "tests.evaluation.metrics_example", "--rank", str(r),
-         "--world", str(world), "--port", str(port), "--out", str(outs[r])],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True) for r in range(world)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.evaluation.metrics_example",
+                "--rank",
+                str(r),
+                "--world",
+                str(world),
+                "--port",
+                str(port),
+                "--out",
+                str(outs[r]),
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(world)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
@@ -126,8 +162,14 @@ def test_self_log_in_a_lightning_module(tmp_path):
             self.tau.update(v.embeddings, v.labels, video_id=v.id, train=v.is_train)
             self.log("val/tau", self.tau, on_epoch=True, batch_size=1)
 
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path, accelerator="cpu", devices=1)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+    )
     (logged,) = trainer.validate(Module(), DataLoader(torch.arange(len(items))), verbose=False)
     direct = float(_fed(KendallsTau(stride=2), items).compute())
     assert logged["val/tau"] == pytest.approx(direct, abs=1e-6)

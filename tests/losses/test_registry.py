@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from mvf_lightning.losses import LOSSES, SCL, TCC, SequenceLoss, build_loss, get_loss
+from mvf_lightning.losses import (
+    LOSSES,
+    SCL,
+    TCC,
+    TCN,
+    Classification,
+    SequenceLoss,
+    build_loss,
+    get_loss,
+)
 
 
 def test_registry_names_each_loss_class():
-    assert LOSSES == {"scl": SCL, "tcc": TCC}
+    assert {"scl": SCL, "tcc": TCC, "tcn": TCN, "classification": Classification} == LOSSES
     assert get_loss("scl") is SCL and get_loss("TCC") is TCC
-    with pytest.raises(ValueError, match=r"unknown loss 'tcn'; valid names: \['scl', 'tcc'\]"):
-        get_loss("tcn")
+    assert get_loss("tcn") is TCN and get_loss("Classification") is Classification
+    names = r"\['classification', 'scl', 'tcc', 'tcn'\]"
+    with pytest.raises(ValueError, match=rf"unknown loss 'nce'; valid names: {names}"):
+        get_loss("nce")
 
 
 def test_config_round_trips_through_plain_values():
@@ -20,6 +31,7 @@ def test_config_round_trips_through_plain_values():
     assert config == {
         "class_path": "mvf_lightning.losses.temporal_cycle_consistency.TCC",
         "init_args": {
+            "views": 1, "embedding": "raw",
             "loss_type": "regression_huber", "similarity": "cosine", "temperature": 0.1,
             "label_smoothing": 0.1, "variance_lambda": 0.001, "huber_delta": 0.5,
             "normalize_indices": True,
@@ -27,7 +39,7 @@ def test_config_round_trips_through_plain_values():
     }
     rebuilt = build_loss(config)
     assert isinstance(rebuilt, TCC) and rebuilt.config() == config
-    assert repr(rebuilt).startswith("TCC(loss_type='regression_huber'")
+    assert repr(rebuilt).startswith("TCC(views=1, embedding='raw', loss_type='regression_huber'")
 
 
 @pytest.mark.parametrize(
@@ -56,7 +68,8 @@ def test_build_loss_accepts_every_config_form(spec, cls, args):
         ({"class_path": "TCC", "init_args": {"negatives": "batch"}},
          "TCC: .*unexpected keyword argument 'negatives'"),
         ({"class_path": "collections.OrderedDict"}, "'collections.OrderedDict' is not a loss"),
-        ({"class_path": "TCN"}, r"'TCN' is not a loss class; use one of \['SCL', 'TCC'\]"),
+        ({"class_path": "NCE"},
+         r"'NCE' is not a loss class; use one of \['Classification', 'SCL', 'TCC', 'TCN'\]"),
         ({"class_path": "SCL", "init": {}}, r"unknown key\(s\) \['init'\]"),
     ],
 )

@@ -175,7 +175,7 @@ def test_views_without_enough_valid_frames_anchor_nothing_and_keep_gradients_fin
 def test_float32_under_autocast_and_module_wrapper():
     embs, steps, lens, masks = make_inputs(b=1, t=8, d=16, seed=1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = TCC()(embs.float(), steps, lens, masks)
+        loss = TCC(views=2)(embs.float(), steps, lens, masks)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     expected = temporal_cycle_consistency_loss(embs, steps, lens, masks)
     assert float(loss) == pytest.approx(float(expected), rel=1e-4)
@@ -201,7 +201,7 @@ def test_bad_settings_name_the_value(arg, bad, message):
 
 def test_bad_shapes_are_named():
     embs, steps, lens, masks = make_inputs(b=2, t=5)
-    with pytest.raises(ValueError, match=r"steps must have shape \[B, 2, T\]"):
+    with pytest.raises(ValueError, match=r"steps must have shape \[B, V, T\] = \[2, 2, 5\]"):
         temporal_cycle_consistency_loss(embs, steps[:, :, :4], lens, masks)
     with pytest.raises(ValueError, match="at least 2 frames"):
         temporal_cycle_consistency_loss(embs[:, :, :1], steps[:, :, :1], lens, masks[:, :, :1])

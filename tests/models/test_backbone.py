@@ -219,6 +219,23 @@ def test_unfreeze_last_vit_blocks(tiny_vit_config):
     assert not backbone.model.blocks[2].training
 
 
+def test_unfreeze_last_vit_blocks_train_the_final_norm_that_makes_the_cls(tiny_vit_config):
+    """The reference fine-tunes the last blocks together with the final norm (its ViT "back
+    end"); the norm shapes the final CLS vector, trains from it and is checkpointed."""
+    backbone = ImageBackbone(tiny_vit_config(unfreeze_last=1), final_cls=True)
+    trainable = {n for n, p in backbone.model.named_parameters() if p.requires_grad}
+    last = {f"blocks.2.{n}" for n, _ in backbone.model.blocks[2].named_parameters()}
+    assert trainable == last | {"norm.weight", "norm.bias"}
+    _, cls = backbone(torch.randn(2, 3, 32, 32))
+    cls.square().sum().backward()
+    assert backbone.model.norm.weight.grad.abs().sum() > 0
+    frozen = set(backbone.frozen_state_keys())
+    assert "model.norm.weight" not in frozen and "model.norm.bias" not in frozen
+    # Fully frozen, the norm stays frozen.
+    frozen_all = ImageBackbone(tiny_vit_config(), final_cls=True)
+    assert not any(p.requires_grad for p in frozen_all.parameters())
+
+
 def test_unfreeze_last_cnn_stage_is_the_last_resnet_layer():
     backbone = ImageBackbone(BackboneConfig(name="resnet18", pretrained="none", unfreeze_last=1))
     trainable = {n.split(".")[0] for n, p in backbone.model.named_parameters() if p.requires_grad}

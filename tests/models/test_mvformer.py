@@ -257,10 +257,33 @@ def test_token_identity(tiny_model, where):
         torch.testing.assert_close(mlp_in["x"][..., -K:], eye)
     elif where == "enc":
         assert first_linear.in_features == 16 and emb.mlp.out.out_features == 16 - K
-        torch.testing.assert_close(pos_in["x"][..., -K:], eye)
+        assert pos_in["x"].shape == (B, T, K, 16 - K)  # positions at width hidden - K
+        return
     else:
         assert first_linear.in_features == 16 and emb.mlp.out.out_features == 16
     assert pos_in["x"].shape == (B, T, K, 16)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_token_identity_enc_appends_the_one_hot_after_positions_and_dropout(tiny_model, training):
+    """The reference's ``enc``: positions of width hidden - K added to the MLP's output, then
+    dropout, then the K one-hot channels, untouched by either, as the encoder's input."""
+    from mvf_lightning.models.temporal_encoder import sinusoidal_positions
+
+    model = tiny_model(token_identity="enc", dropout=0.5).train(training)
+    emb = model.embedder
+    mlp_out, enc_in = {}, _capture_input(emb.encoder)
+    emb.mlp.register_forward_hook(lambda m, i, o: mlp_out.setdefault("x", o.detach()))
+    with torch.no_grad():
+        model(torch.randn(B, T, 3, 32, 32))
+    x = enc_in["x"].view(B, T, K, 16)
+    # exactly one-hot: no position added, never scaled by the dropout's 1 / (1 - p)
+    assert torch.equal(x[..., -K:], torch.eye(K).expand(B, T, K, K))
+    if not training:
+        want = mlp_out["x"] + sinusoidal_positions(torch.arange(T).float(), 16 - K)[:, None]
+        torch.testing.assert_close(x[..., :-K], want)
+    else:  # dropout acts on the other channels only
+        assert (x[..., :-K] == 0).float().mean() > 0.2
 
 
 def test_token_identity_enc_needs_room_in_the_hidden_width():

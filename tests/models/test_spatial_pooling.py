@@ -92,23 +92,23 @@ def test_invalid_token_counts(kwargs, message):
 
 
 def _check_disjoint(pool, tokens):
+    """The reference's definition: softmax over the spatial tokens, then each token keeps its
+    probability only in the query where it is largest; no renormalisation."""
     s = tokens.shape[1]
     out, attn = pool(tokens, return_attention=True)
-    logits = _static_queries(pool) @ F.linear(tokens, pool.key.weight, pool.key.bias).transpose(
-        1, 2
-    ) / math.sqrt(P)
-    winner = logits.argmax(dim=1)  # [N, S]: strongest query of each spatial token
+    logits = (
+        _static_queries(pool)
+        @ F.linear(tokens, pool.key.weight, pool.key.bias).transpose(1, 2)
+        / math.sqrt(P)
+    )
+    probs = torch.softmax(logits, dim=-1)
+    winner = probs.argmax(dim=1)  # [N, S]: the query giving each spatial token most weight
     v = F.linear(tokens, pool.value.weight, pool.value.bias)
     for n in range(N):
         for q in range(K):
+            want = torch.zeros(s)
             won = winner[n] == q
-            if won.any():
-                # Softmax over the won tokens only; zero elsewhere.
-                want = torch.zeros(s)
-                want[won] = torch.softmax(logits[n, q, won], dim=-1)
-            else:
-                # A query that wins nothing keeps its ordinary attention (no NaN).
-                want = torch.softmax(logits[n, q], dim=-1)
+            want[won] = probs[n, q, won]
             torch.testing.assert_close(attn[n, q], want)
     torch.testing.assert_close(out, attn @ v)
     return attn, winner
@@ -121,18 +121,38 @@ def test_disjoint_tokens_feed_only_their_strongest_query():
     # With 40 tokens every query wins some here: each token has weight in exactly one query.
     assert all(len(set(w.tolist())) == K for w in winner)
     assert ((attn > 0).sum(dim=1) == 1).all()
+    assert (attn.sum(-1) < 1 - 1e-3).all()  # not renormalised
     # The disjoint variant always runs the explicit path, even without return_attention.
     fast, _ = pool(tokens)
     torch.testing.assert_close(fast, attn @ F.linear(tokens, pool.value.weight, pool.value.bias))
 
 
-def test_disjoint_query_that_wins_nothing_keeps_full_attention():
+def test_disjoint_picks_by_probability_and_does_not_renormalise():
+    """Hand-computed. Sample 0: token 3's largest LOGIT is in query 2, but its largest
+    PROBABILITY in query 0 (query 2's mass sits on tokens 0-2), so query 0 wins it and keeps
+    1/4 there, not 1. Sample 1: query 2 wins no token, so its weights are all zero."""
+    pool = LearnableSpatialTokenPooling(C, K, P, disjoint=True)
+    logits = torch.tensor(
+        [
+            [[0.0, 0.0, 0.0, 0.0], [10.0, 0.0, 0.0, 0.0], [5.0, 5.0, 5.0, 1.0]],
+            [[0.0, 0.0, 0.0, 0.0], [10.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]],
+        ]
+    )
+    p = torch.softmax(logits, dim=-1)
+    want = torch.zeros(2, 3, 4)
+    want[0, 0, 3] = 0.25
+    want[0, 1, 0] = p[0, 1, 0]
+    want[0, 2, 1:3] = p[0, 2, 1:3]
+    want[1, 0, 1:] = 0.25
+    want[1, 1, 0] = p[1, 1, 0]
+    torch.testing.assert_close(pool._attention(logits), want, rtol=0, atol=0)
+
+
+def test_disjoint_query_that_wins_nothing_pools_zero():
     pool = LearnableSpatialTokenPooling(C, K, P, disjoint=True)
     with torch.no_grad():
-        # Every key is the all-ones vector; queries 0 and 2 are zero, query 1 is all ones:
-        # query 1 wins every spatial token and queries 0 and 2 win none.
-        pool.key.weight.zero_()
-        pool.key.bias.copy_(torch.ones(P))
+        # Query 1 is the all-ones vector, queries 0 and 2 are zero: every spatial token gets
+        # weight 1/S from queries 0 and 2 and more from query 1 wherever its key is largest.
         pool.queries.zero_()
         pool.query_bias.zero_()
         pool.queries[0, 1] = 1.0
@@ -140,10 +160,9 @@ def test_disjoint_query_that_wins_nothing_keeps_full_attention():
     out, attn = pool(tokens, return_attention=True)
     assert torch.isfinite(out).all()
     _, winner = _check_disjoint(pool, tokens)
-    assert (winner == 1).all()
-    # Queries 0 and 2 fall back to plain (here uniform) attention.
-    torch.testing.assert_close(attn[:, 0], torch.full((N, S), 1 / S))
-    torch.testing.assert_close(attn[:, 2], torch.full((N, S), 1 / S))
+    assert not (winner == 2).any()  # query 2 ties query 0 and loses every token
+    torch.testing.assert_close(attn[:, 2], torch.zeros(N, S), rtol=0, atol=0)
+    torch.testing.assert_close(out[:, 2], torch.zeros(N, P), rtol=0, atol=0)
 
 
 def test_static_queries_initialised_kaiming_uniform_over_k_times_p():

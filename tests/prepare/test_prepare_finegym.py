@@ -95,6 +95,56 @@ def test_raw_videos_end_to_end(finegym_raw, sample_videos, run_prepare, tmp_path
     assert report["clips"] == {"reused": 3}
 
 
+def test_frame_labels_apply_segments_in_the_given_order():
+    from mvf_lightning.prepare.finegym import frame_labels
+
+    # (0.4, 1.0) s then (0.2, 0.6) s at 25 fps: frames 10..25, then 5..15 overwrite the overlap
+    labels, outside, truncated = frame_labels(30, [(0.4, 1.0, 1), (0.2, 0.6, 2)], 25.0)
+    assert labels.tolist() == _labels(30, (16, 25, 1), (5, 15, 2))
+    labels, _, _ = frame_labels(30, [(0.2, 0.6, 2), (0.4, 1.0, 1)], 25.0)
+    assert labels.tolist() == _labels(30, (5, 9, 2), (10, 25, 1))
+    assert (outside, truncated) == (0, 0)
+
+
+def test_overlapping_segments_follow_the_annotation_order(finegym_raw, run_prepare, tmp_path):
+    """CARL labels an event's segments in the order the annotation lists them, the later one
+    winning an overlap: here A_0005 (listed first, 0.4-1.0 s) then A_0001 (0.2-0.6 s) -- neither
+    start-time order nor the split file's order (A_0001 first)."""
+    ann = json.loads(finegym_raw["annotations"].read_text())
+    ann[YID1]["E_000001_000003"]["segments"] = {
+        "A_0005_0006": {"stages": 1, "timestamps": [[0.4, 1.0]]},
+        "A_0001_0002": {"stages": 1, "timestamps": [[0.2, 0.6]]},
+    }
+    finegym_raw["annotations"].write_text(json.dumps(ann))
+    (finegym_raw["splits"] / "gym99_train_element_v1.0.txt").write_text(
+        f"{YID1}_E_000001_000003_A_0001_0002 2\n{YID1}_E_000001_000003_A_0005_0006 1\n"
+    )
+    out = tmp_path / "out"
+    code, _, err = run_prepare(*_args(finegym_raw, out, "--variant", "gym99"))
+    assert code == 0, err
+    (video,) = VideoIndex.load(index_path(out, "gym99_train"))
+    assert video.labels.tolist() == _labels(50, (16, 25, 1), (5, 15, 2))
+
+
+def test_cut_scales_bicubically_as_ffmpegs_command_line(sample_videos):
+    """CARL's cut scaled with ffmpeg's ``scale`` filter, bicubic by default: clip frame k is
+    source frame 25 + k (1.0 s into a 25 fps video) through swscale's bicubic scaler."""
+    import av
+
+    from mvf_lightning.prepare.cut_clip import iter_clip_frames
+
+    got = list(iter_clip_frames(sample_videos["bikes"], 1.0, 1.4, 25.0, (64, 36)))
+    with av.open(str(sample_videos["bikes"])) as c:
+        src = [f for _, f in zip(range(35), c.decode(video=0))][25:]
+
+    def scaled(how):
+        return [f.to_ndarray(width=64, height=36, format="rgb24", interpolation=how) for f in src]
+
+    assert len(got) == 10
+    assert all(np.array_equal(a, b) for a, b in zip(got, scaled("BICUBIC")))
+    assert not all(np.array_equal(a, b) for a, b in zip(got, scaled("BILINEAR")))
+
+
 def test_variant_and_bad_split_line(finegym_raw, run_prepare, tmp_path):
     out = tmp_path / "out"
     assert run_prepare(*_args(finegym_raw, out, "--variant", "gym288"))[0] == 0
