@@ -121,17 +121,16 @@ def _loggers(trainer: Any, files: RunFiles) -> None:
         files.runs_dir = save_dirs[0] if save_dirs else _existing(trainer.default_root_dir)
 
 
-def _evaluation_videos(datamodule: Any, count: int = 2) -> list[Path]:
-    """The first ``count`` videos of the DataModule's evaluation split, if it has an index."""
-    root = getattr(datamodule, "eval_root", None)
-    split = getattr(datamodule, "eval_val_split", None)
-    if not root or not split:
+def _evaluation_videos(trainer: Any, count: int = 2) -> list[Path]:
+    """The first ``count`` videos of the trainer's evaluation val split, if it has an index."""
+    from ..data.contract import evaluation_indexes
+
+    datamodule = evaluation_indexes(trainer)
+    if datamodule is None:
         return []
     try:
-        from ..data.index import load_split
-
-        index = load_split(root, split)
-        videos = [index.video_path(video) for video in list(index)[:count]]
+        index = datamodule.eval_indexes().get("val")
+        videos = [index.video_path(video) for video in list(index)[:count]] if index else []
     except (OSError, ValueError):
         return []
     return videos if len(videos) == count and all(v.is_file() for v in videos) else []
@@ -146,7 +145,7 @@ def run_files(trainer: Any, run_dir: str | os.PathLike | None = None) -> RunFile
     files = RunFiles(runs_dir=Path(run_dir).parent if run_dir else None)
     _checkpoints(trainer, files)
     _loggers(trainer, files)
-    files.videos = _evaluation_videos(getattr(trainer, "datamodule", None))
+    files.videos = _evaluation_videos(trainer)
     return files
 
 

@@ -6,6 +6,8 @@ The parts meet only through these interfaces, each a :class:`typing.Protocol` (c
 * :class:`EvaluationData`: what a DataModule provides for evaluation: the name of its
   metrics, its sets and protocol, the fingerprint of its evaluation frames (the feature
   cache's key) and the frames of one evaluation video (for the pictures).
+* :class:`EvaluationIndexes`: the indexes behind the evaluation sets (the fit summary names
+  two of their videos for ``align``).
 * :class:`TrainingData`: the training videos that failed to decode (logged each epoch).
 * :class:`InputNormalization`: what the DataModule needs of the model, the mean and std
   its frames are normalised with (the backbone's own).
@@ -15,7 +17,7 @@ The parts meet only through these interfaces, each a :class:`typing.Protocol` (c
   (:class:`TrainingBatches`: views per video, frame sampling, labels, same-group batches);
   the DataModule's ``train_*`` settings left at ``auto`` follow it.
 
-:class:`~mvf_lightning.data.datamodules.VideoDataModule` implements the first two and
+:class:`~mvf_lightning.data.datamodules.VideoDataModule` implements the first three and
 :class:`~mvf_lightning.training.module.MVFormerModule` the others. Lightning-free.
 """
 
@@ -30,16 +32,19 @@ if TYPE_CHECKING:
 
     from ..evaluation.protocol import EvalProtocol
     from .datamodules import EvalSet
+    from .index import VideoIndex
 
 __all__ = [
     "EvalFrames",
     "EvaluationData",
+    "EvaluationIndexes",
     "EvaluationModel",
     "InputNormalization",
     "TrainingBatches",
     "TrainingData",
     "TrainingRequest",
     "evaluation_data",
+    "evaluation_indexes",
     "evaluation_model",
     "input_normalization",
     "training_batches",
@@ -103,6 +108,15 @@ class EvaluationData(Protocol):
 
 
 @runtime_checkable
+class EvaluationIndexes(Protocol):
+    """A DataModule whose evaluation sets come from video indexes."""
+
+    def eval_indexes(self) -> dict[str, VideoIndex]:
+        """The evaluation indexes by role (``"train"``, ``"val"``); empty if evaluation is
+        off."""
+
+
+@runtime_checkable
 class TrainingData(Protocol):
     """A DataModule that reports training videos it could not decode."""
 
@@ -141,6 +155,12 @@ def evaluation_data(trainer: Any) -> EvaluationData | None:
     """The trainer's DataModule if it provides :class:`EvaluationData`, else None."""
     dm = trainer.datamodule if trainer is not None else None
     return dm if isinstance(dm, EvaluationData) else None
+
+
+def evaluation_indexes(trainer: Any) -> EvaluationIndexes | None:
+    """The trainer's DataModule if it provides :class:`EvaluationIndexes`, else None."""
+    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+    return dm if isinstance(dm, EvaluationIndexes) else None
 
 
 def training_data(trainer: Any) -> TrainingData | None:

@@ -219,6 +219,7 @@ class AlignmentEvaluation(pl.Callback):
         payload = results_payload(
             self._scored, self.protocol, stage=stage, dataset=self._name(trainer),
             epoch=trainer.current_epoch, global_step=trainer.global_step,
+            command=str(getattr(trainer.state.fn, "value", trainer.state.fn)),
         )
         write_results(results_path(folder, stage, trainer.current_epoch), payload)
 

@@ -230,6 +230,7 @@ class TCC(SequenceLoss):
         seq_lens: torch.Tensor,
         masks: torch.Tensor,
     ) -> torch.Tensor:
-        check_inputs(embs, steps, seq_lens, masks, views=self.views)
+        # Any V: ``views`` says how batches are built, the cycles run between all B V views.
+        check_inputs(embs, steps, seq_lens, masks, views=None)
         settings = {k: v for k, v in self.init_args().items() if k not in ("views", "embedding")}
         return temporal_cycle_consistency_loss(embs, steps, seq_lens, masks, **settings)

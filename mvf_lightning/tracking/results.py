@@ -36,14 +36,15 @@ from .run_status import STATUS_FILE, read_status
 from .sweep import _short_keys
 
 STATUSES = ("finished", "failed (exit N)", "stopped (why, exit N)", "requeued", "running",
-            "unreadable (why)")
+            "evaluated", "unreadable (why)")
 """From the run's ``status.json`` (written by every fit, :mod:`mvf_lightning.tracking.run_status`):
 finished (exit 0), failed (an error), stopped (SIGTERM or Ctrl-C, with a checkpoint to resume;
 or its process is gone without a word; or silent for longer than ``--active-minutes``),
 requeued (Slurm continues it in a new attempt), running. Runs from before ``status.json``:
 finished when W&B recorded exit 0 or max_epochs was reached, failed on W&B's non-zero exit,
-running when written to in the last ``--active-minutes``, else stopped. A run whose files
-cannot be read is listed as unreadable, with the reason."""
+running when written to in the last ``--active-minutes``, else stopped. A folder that only
+``validate`` or ``test`` wrote (its evaluation JSONs say so, and no fit recorded a status) is
+evaluated. A run whose files cannot be read is listed as unreadable, with the reason."""
 
 _WANDB_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[^.\s]+)$")
 _EVAL_JSON = re.compile(r"^(?P<stage>[a-z]+)_epoch(?P<epoch>\d+)\.json$")
@@ -198,6 +199,19 @@ def _evaluation_json(path: Path, stage: str) -> tuple[dict[str, float], Any]:
             if isinstance(value, (int, float)):
                 metrics[f"{stage}/{dataset}/{set_name}/{metric}"] = float(value)
     return metrics, data.get("epoch")
+
+
+def _evaluated_only(folder: Path) -> bool:
+    """Whether every evaluation JSON of ``folder`` says ``validate`` or ``test`` wrote it (a
+    folder of evaluations, not of a fit; JSONs from before the ``command`` field say
+    nothing)."""
+    commands = set()
+    for path in (folder / "evaluation").glob("*.json"):
+        try:
+            commands.add(json.loads(path.read_text()).get("command"))
+        except (OSError, ValueError, AttributeError):
+            return False
+    return bool(commands) and commands <= {"validate", "test"}
 
 
 def _evaluation_metrics(
@@ -422,9 +436,11 @@ def _local_run(kind: str, folder: Path, root: Path, active_s: float) -> Run:
     files += list((folder / "evaluation").glob("*.json"))
     run.max_epochs = _max_epochs(run.config)
     newest = max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
-    run.status = _recorded_status(folder, newest, active_s) or _status(
-        _reached_max(run.epochs, run.max_epochs), newest, active_s
-    )
+    run.status = _recorded_status(folder, newest, active_s)
+    if run.status is None and _evaluated_only(folder):
+        run.status, run.epochs = "evaluated", None
+    elif run.status is None:
+        run.status = _status(_reached_max(run.epochs, run.max_epochs), newest, active_s)
     return run
 
 

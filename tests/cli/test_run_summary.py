@@ -54,7 +54,9 @@ def _trainer(tmp: Path, **overrides) -> SimpleNamespace:
                                               last_model_path=str(last), best_model_score=0.93)],
         loggers=[SimpleNamespace(log_dir=str(log_dir), save_dir=str(tmp / "runs" / "demo"))],
         default_root_dir=str(tmp / "runs" / "demo"),
-        datamodule=SimpleNamespace(eval_root=str(data), eval_val_split="val"),
+        # the DataModule as data.contract.EvaluationIndexes
+        datamodule=SimpleNamespace(eval_indexes=lambda: {"val": VideoIndex.load(
+            data / "index" / "val.json", root=data)}),
     )
     for key, value in overrides.items():
         setattr(trainer, key, value)

@@ -39,7 +39,7 @@ def test_finegym_configs_sample_local_windows_and_crop_natively(
 def test_k400_config_evaluates_baseball_pitch_every_epoch(monkeypatch, tmp_path, capsys):
     printed = _printed(monkeypatch, tmp_path, capsys, "k400.yaml")
     args = printed["data"]["init_args"]
-    assert args["eval_actions"] == ["baseball_pitch"] and args["batch_size"] == 2
+    assert args["eval_actions"] == ["baseball_pitch"] and args["batch_size"] == 1
     assert args["time_window"] == "video" and args["eval_crop"] == "native"
     assert printed["trainer"]["check_val_every_n_epoch"] == 1
 

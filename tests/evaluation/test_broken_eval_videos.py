@@ -82,6 +82,7 @@ def test_validate_predict_and_evaluate_skip_the_broken_video(broken_root, tmp_pa
     assert f"demo/val/{victim}: cannot decode video" in printed  # listed under the table
     saved = json.loads((Path(logger.log_dir) / "evaluation" / "val_epoch0000.json").read_text())
     assert [b["video_id"] for b in saved["broken_videos"]] == [victim]
+    assert saved["command"] == "validate"  # results tells evaluations from fits by it
     assert saved["mean"]["kendalls_tau"] == pytest.approx(first["val/demo/mean/kendalls_tau"])
 
     # a second evaluation with the same model: backbone features come from the cache

@@ -135,6 +135,10 @@ def test_tcc_defaults_to_the_references_regime_and_aligns_single_views_across_vi
     assert float(loss(embs, steps, lens, masks)) == pytest.approx(expected, rel=1e-9)
     assert float(temporal_cycle_consistency_loss(embs, steps, lens, masks)) == pytest.approx(
         expected, rel=1e-9)
+    # ``views`` decides how batches are built; the loss itself cycles between any B V views.
+    pairs = embs.reshape(1, 2, 5, 3)
+    assert float(loss(pairs, steps.reshape(1, 2, 5), lens.reshape(1, 2), masks.reshape(1, 2, 5))
+                 ) == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ValueError, match="batch_size >= 2"):
         loss(embs[:1], steps[:1], lens[:1], masks[:1])
     with pytest.raises(ValueError, match="embedding must be one of"):

@@ -237,6 +237,11 @@ def test_status_comes_from_what_the_run_recorded(hand_made, capsys):
     _status(hand_made / "requeued" / "version_0", "requeued", exit_code=143)
     _csv_run(hand_made / "done" / "version_0", lr=0.09, epochs=3)  # stopped early by design
     _status(hand_made / "done" / "version_0", "finished", exit_code=0)
+    # `validate --trainer.logger=false` into a fresh folder: an evaluation, not a fit
+    (hand_made / "validated" / "evaluation").mkdir(parents=True)
+    (hand_made / "validated" / "evaluation" / "val_epoch0000.json").write_text(json.dumps({
+        "stage": "val", "epoch": 0, "dataset": "penn", "command": "validate",
+        "sets": {"a": {"kendalls_tau": 0.5}}, "mean": {"kendalls_tau": 0.5}}))
     _, rows = _results(capsys, str(hand_made))
     status = {row["run"]: row["status"] for row in rows}
     assert status["sigterm/version_0"] == "stopped (SIGTERM, exit 143)"
@@ -245,6 +250,8 @@ def test_status_comes_from_what_the_run_recorded(hand_made, capsys):
     assert status["requeued/version_0"] == "requeued"
     assert status["done/version_0"] == "finished"
     assert status["live/version_0"] == "running"  # no status.json: from its files, as before
+    assert status["validated"] == "evaluated"
+    assert status["evaluated"] == "finished"  # JSONs of a fit (no command field): as before
 
 
 def test_one_unreadable_run_never_costs_the_table(hand_made, capsys):
