@@ -77,20 +77,47 @@ def warped(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 
 _COSTLY_TOPICS = ("integration", "slurm", "docker")
+# Files that run longest (seconds on 2 cores, from --durations): started first under xdist so
+# that the long ones do not end the run alone on one worker.
+_LONGEST_FIRST = ("tests/slurm/", "tests/test_demo.py", "tests/experiments/test_docker.py",
+                  "tests/faults/test_fit_faults.py", "tests/benchmarks/", "tests/test_ddp.py")
+
+
+def _unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its file (module fixtures are made once per worker);
+    every Slurm test in one unit (they share one cluster)."""
+    path = nodeid.split("::")[0]
+    return "tests/slurm/" if path.startswith("tests/slurm/") else path
+
+
+def _rank(unit: str) -> int:
+    return next((i for i, p in enumerate(_LONGEST_FIRST) if unit.startswith(p)),
+                len(_LONGEST_FIRST))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """End-to-end topics (a CLI subprocess, DDP, a Slurm job, a container) always cost more
     than the quick tier's budget: they are ``slow`` too, so ``-m "not slow"`` leaves them out
-    without each test repeating the mark.
-
-    Under pytest-xdist (``--dist loadgroup``) a test file runs on one worker, so its module
-    fixtures (a tiny fit that several tests read) are made once; the Slurm tests share one
-    worker and so one cluster."""
+    without each test repeating the mark. The longest files run first (a stable sort: the
+    order within a file is kept)."""
     for item in items:
         if any(item.get_closest_marker(topic) for topic in _COSTLY_TOPICS):
             item.add_marker(pytest.mark.slow)
-        if not item.get_closest_marker("xdist_group"):
-            group = "slurm" if item.get_closest_marker("slurm") else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: _rank(_unit(item.nodeid)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``-n 2`` (setup.cfg) sends whole files to a worker (:func:`_unit`), in the order
+    collected. xdist's own ``loadgroup`` cannot do it with pytest >= 9.2, whose node ids
+    ignore the group suffix xdist adds."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the longest-first order above
+
+    class FileUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return FileUnits(config, log)
