@@ -183,8 +183,9 @@ def _newest_config(folder: Path) -> dict:
     return _load_yaml(files[-1]) if files else {}
 
 
-def _evaluation_json(path: Path, stage: str) -> tuple[dict[str, float], Any]:
-    """One evaluation JSON's values, as ``<stage>/<dataset>/<set>/<metric>``, and its epoch."""
+def _evaluation_json(path: Path, stage: str) -> tuple[dict[str, float], Any, Any]:
+    """One evaluation JSON's values, as ``<stage>/<dataset>/<set>/<metric>``, its epoch and
+    its global step."""
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -198,7 +199,7 @@ def _evaluation_json(path: Path, stage: str) -> tuple[dict[str, float], Any]:
         for metric, value in (values or {}).items():
             if isinstance(value, (int, float)):
                 metrics[f"{stage}/{dataset}/{set_name}/{metric}"] = float(value)
-    return metrics, data.get("epoch")
+    return metrics, data.get("epoch"), data.get("global_step")
 
 
 def _evaluated_only(folder: Path) -> bool:
@@ -229,7 +230,7 @@ def _evaluation_metrics(
     epoch = None
     for stage, files in found.items():
         files.sort()
-        newest, newest_epoch = _evaluation_json(files[-1][1], stage)
+        newest, newest_epoch, _ = _evaluation_json(files[-1][1], stage)
         metrics.update(newest)
         if stage == "val" and isinstance(newest_epoch, int):
             epoch = max(epoch or 0, newest_epoch)
@@ -237,12 +238,15 @@ def _evaluation_metrics(
             continue
         for file_epoch, path in files:
             try:
-                values = _evaluation_json(path, stage)[0]
+                values, _, step = _evaluation_json(path, stage)
             except DataError:
                 continue
+            # After no training step (``validate`` of an untrained model) the point sits at 0
+            # epochs trained (history keys are 0-based epochs, drawn at epoch + 1).
+            at = -1 if step == 0 else file_epoch
             for key, value in values.items():
                 # one point per epoch: the evaluation, not what a logger also kept of it
-                history[key] = {**history.get(key, {}), file_epoch: [value]}
+                history[key] = {**history.get(key, {}), at: [value]}
     return metrics, epoch
 
 

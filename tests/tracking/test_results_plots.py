@@ -237,3 +237,12 @@ def test_an_unreadable_older_evaluation_is_left_out_of_the_plot_not_the_table(ru
     (run,) = [r for r in collect_runs([runs_dir]) if r.name == "evaluated"]
     assert not run.status.startswith("unreadable")
     assert _close(run.series(TAU), [(2, 0.4), (4, 0.75)])
+
+
+def test_an_evaluation_before_any_training_step_sits_at_zero_epochs(runs_dir):
+    """``validate`` of the untrained model writes epoch 0 at global step 0: nothing trained."""
+    (runs_dir / "evaluated" / "evaluation" / "val_epoch0000.json").write_text(json.dumps({
+        "stage": "val", "epoch": 0, "global_step": 0, "dataset": "demo",
+        "sets": {"demo": {"kendalls_tau": 0.2}}, "mean": {"kendalls_tau": 0.2}}))
+    (run,) = [r for r in collect_runs([runs_dir]) if r.name == "evaluated"]
+    assert _close(run.series(TAU), [(0, 0.2), (2, 0.4), (4, 0.75)])
