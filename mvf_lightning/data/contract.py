@@ -159,7 +159,7 @@ def evaluation_data(trainer: Any) -> EvaluationData | None:
 
 def evaluation_indexes(trainer: Any) -> EvaluationIndexes | None:
     """The trainer's DataModule if it provides :class:`EvaluationIndexes`, else None."""
-    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+    dm = trainer.datamodule if trainer is not None else None
     return dm if isinstance(dm, EvaluationIndexes) else None
 
 
