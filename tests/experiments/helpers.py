@@ -106,3 +106,27 @@ def write_wandb_log(path: Path, records: list[bytes]) -> None:
             if last:
                 break
     path.write_bytes(bytes(out))
+
+
+def wandb_record(**fields) -> bytes:
+    """One serialised W&B record for :func:`write_wandb_log`: a run (``run_id``, ``name``), a
+    config update, a history row, a summary update or an exit code, from the keyword given."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    record = pb.Record()
+    if "run_id" in fields:
+        record.run.run_id = fields["run_id"]
+        record.run.display_name = fields.get("name", "")
+    for key, value in fields.get("config", {}).items():
+        record.config.update.add(key=key, value_json=json.dumps(value))
+    for key, value in fields.get("history", {}).items():
+        item = record.history.item.add()
+        item.key = key
+        item.value_json = json.dumps(value)
+    for key, value in fields.get("summary", {}).items():
+        item = record.summary.update.add()
+        item.nested_key.append(key)
+        item.value_json = json.dumps(value)
+    if "exit_code" in fields:
+        record.exit.exit_code = fields["exit_code"]
+    return record.SerializeToString()

@@ -14,6 +14,7 @@ import yaml
 
 from mvf_lightning.tracking.results import collect_runs, main, read_wandb_run
 from tests.cli_helpers import ROOT, read_metrics, run_cli, tiny_override
+from tests.experiments.helpers import wandb_record as _record
 from tests.experiments.helpers import wandb_tiny_override, write_wandb_log
 
 MEAN_TAU = "val/demo/mean/kendalls_tau"
@@ -91,24 +92,6 @@ def test_results_is_a_command_of_the_cli(finished):
 
 
 # ----------------------------------------------------------------------- hand-made runs
-def _record(**fields):
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    record = pb.Record()
-    if "run_id" in fields:
-        record.run.run_id = fields["run_id"]
-        record.run.display_name = fields.get("name", "")
-    for key, value in fields.get("config", {}).items():
-        record.config.update.add(key=key, value_json=json.dumps(value))
-    for key, value in fields.get("summary", {}).items():
-        item = record.summary.update.add()
-        item.nested_key.append(key)
-        item.value_json = json.dumps(value)
-    if "exit_code" in fields:
-        record.exit.exit_code = fields["exit_code"]
-    return record.SerializeToString()
-
-
 def _config(lr: float, max_epochs: int = 5) -> dict:
     return {"trainer": {"max_epochs": max_epochs, "logger": {"init_args": {"save_dir": "x"}}},
             "model": {"optimizer": {"lr": lr}, "embedder": {"num_tokens": 3}}}

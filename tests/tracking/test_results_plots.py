@@ -22,6 +22,7 @@ from mvf_lightning.visualization.run_plots import (
     final_values_figure,
     metric_file_name,
 )
+from tests.experiments.helpers import wandb_record as _record
 from tests.experiments.helpers import write_wandb_log
 
 TAU = "val/demo/mean/kendalls_tau"
@@ -51,24 +52,6 @@ def _csv_run(folder: Path, lr: float, tokens: int, shift: float) -> None:
         if epoch % 2 == 1:
             lines.append(f"{epoch},{2 * epoch + 1},,{0.5 + 0.1 * epoch + shift},{0.3 + shift}")
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
-
-
-def _record(**fields) -> bytes:
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    record = pb.Record()
-    if "run_id" in fields:
-        record.run.run_id = fields["run_id"]
-        record.run.display_name = fields.get("name", "")
-    for key, value in fields.get("config", {}).items():
-        record.config.update.add(key=key, value_json=json.dumps(value))
-    for key, value in fields.get("history", {}).items():
-        item = record.history.item.add()
-        item.key = key
-        item.value_json = json.dumps(value)
-    if "exit_code" in fields:
-        record.exit.exit_code = fields["exit_code"]
-    return record.SerializeToString()
 
 
 @pytest.fixture
