@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.cli_helpers import ROOT, read_metrics, run_cli, tiny_override
+from tests.cli_helpers import ROOT, learning_override, read_metrics, run_cli
 
 CONFIGS = ROOT / "configs"
 
@@ -144,12 +144,7 @@ def test_bad_loss_settings_are_rejected(monkeypatch, tmp_path, capsys, args, mes
 
 @pytest.mark.integration
 def test_demo_fit_with_tcc_learns_and_evaluates(tmp_path):
-    override = tiny_override(tmp_path, tmp_path / "demo", tmp_path / "ckpt", tmp_path / "logs")
-    config = yaml.safe_load(override.read_text())
-    config["trainer"].update(max_epochs=8, limit_train_batches=4, log_every_n_steps=1,
-                             check_val_every_n_epoch=8)
-    config["model"]["optimizer"] = {"lr": 3.0e-3}
-    override.write_text(yaml.safe_dump(config))
+    override = learning_override(tmp_path, check_val_every_n_epoch=8)
     # Our two-view variant: on the demo's tiny random backbone the reference's regime (pairs
     # of different videos) changes too little in 8 epochs to measure (test_module.py shows
     # it fitting a fixed batch; test_reference_methods_fit.py runs it under DDP).

@@ -15,7 +15,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from mvf_lightning.data.index import load_split
-from tests.cli_helpers import ROOT, read_metrics, run_cli, tiny_override
+from tests.cli_helpers import ROOT, learning_override, read_metrics, run_cli, tiny_override
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,7 @@ def epoch_means(values: list[tuple[int, float]]) -> list[float]:
     [("TCN", "time_contrastive.TCN"), ("Classification", "classification.Classification")],
 )
 def test_demo_fit_trains_evaluates_and_learns(tmp_path, loss, checkpointed):
-    override = tiny_override(tmp_path, tmp_path / "demo", tmp_path / "ckpt", tmp_path / "logs")
-    config = yaml.safe_load(override.read_text())
-    config["trainer"].update(max_epochs=8, limit_train_batches=4, log_every_n_steps=1,
-                             check_val_every_n_epoch=3)
-    config["model"]["optimizer"] = {"lr": 3.0e-3}
-    override.write_text(yaml.safe_dump(config))
+    override = learning_override(tmp_path, check_val_every_n_epoch=3)
     proc = run_cli(tmp_path, "fit", "--config", str(ROOT / "configs" / "demo.yaml"),
                    "--config", str(override), f"--model.loss={loss}")
     metrics = read_metrics(tmp_path / "logs" / "fit")
