@@ -200,6 +200,8 @@ def model_step_times(args, model: MVFormer, ours: Ours, ref: Reference, frames, 
 
 def run_layout(args, name: str, model: MVFormer) -> list[str]:
     height, width, lo, hi, count, window = LAYOUTS[name]
+    if args.quick:  # a quarter of the size and length: a smoke run, not a measurement
+        height, width, lo, hi = height // 4, width // 4, lo // 4, hi // 4
     rng = np.random.default_rng(0)
     count = args.videos or count
     lengths = rng.integers(lo, hi + 1, count).tolist()
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.steps, args.rounds, args.img, args.videos = 8, 2, 1, 64, 3
-        args.step_rounds = 1
+        args.step_rounds, args.workers = 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     args.workdir = args.workdir or Path(tempfile.gettempdir()) / "mvf_bench_e2e"

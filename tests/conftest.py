@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 import numpy as np
@@ -76,23 +77,50 @@ def warped(clip, tmp_path_factory) -> tuple[Path, np.ndarray]:
     return path, warp
 
 
+def pytest_configure(config):
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    if cache is not None and not hasattr(config, "workerinput"):  # once, in the main process
+        cache_bytecode(os.environ, lambda: cache.mkdir("pycache"))
+    yield_idle_cores(os.environ)
+
+
+def cache_bytecode(environ: MutableMapping[str, str], cache_dir: Callable[[], Path]) -> None:
+    """Where ``PYTHONDONTWRITEBYTECODE`` is set (as on our CI machines), every Python process
+    the suite starts (the workers, each CLI subprocess, DDP rank and Slurm job) would compile
+    torch, Lightning and timm from source again: about 7 of the 14 seconds a CLI took to start
+    on two cores. Those processes keep their bytecode in one cache (``.pytest_cache``)
+    instead, never beside the sources or in the environment; a chosen prefix is kept."""
+    if environ.get("PYTHONDONTWRITEBYTECODE") and not environ.get("PYTHONPYCACHEPREFIX"):
+        del environ["PYTHONDONTWRITEBYTECODE"]
+        environ["PYTHONPYCACHEPREFIX"] = str(cache_dir())
+
+
+def yield_idle_cores(environ: MutableMapping[str, str]) -> None:
+    """Two workers share two cores, and a fit's OpenMP threads spin on a core after each
+    parallel region by default: a fit beside another one took twice as long as with
+    ``OMP_WAIT_POLICY=PASSIVE`` (129 s against 69 s for two short demo fits at once; 45 s
+    alone either way, the same losses). Every process the suite starts waits passively, unless
+    a policy was chosen."""
+    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 _COSTLY_TOPICS = ("integration", "slurm", "docker")
 # Files that run longest (seconds on 2 cores, from --durations): started first under xdist so
 # that the long ones do not end the run alone on one worker.
-_LONGEST_FIRST = ("tests/slurm/", "tests/test_demo.py", "tests/experiments/test_docker.py",
-                  "tests/faults/test_fit_faults.py", "tests/benchmarks/", "tests/test_ddp.py")
+LONGEST_FIRST = ("tests/slurm/", "tests/test_demo.py", "tests/experiments/test_docker.py",
+                 "tests/faults/test_fit_faults.py", "tests/benchmarks/", "tests/test_ddp.py")
 
 
-def _unit(nodeid: str) -> str:
+def work_unit(nodeid: str) -> str:
     """The xdist work unit of a test: its file (module fixtures are made once per worker);
     every Slurm test in one unit (they share one cluster)."""
     path = nodeid.split("::")[0]
     return "tests/slurm/" if path.startswith("tests/slurm/") else path
 
 
-def _rank(unit: str) -> int:
-    return next((i for i, p in enumerate(_LONGEST_FIRST) if unit.startswith(p)),
-                len(_LONGEST_FIRST))
+def longest_first_rank(unit: str) -> int:
+    return next((i for i, p in enumerate(LONGEST_FIRST) if unit.startswith(p)),
+                len(LONGEST_FIRST))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -104,12 +132,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(item.get_closest_marker(topic) for topic in _COSTLY_TOPICS):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: _rank(_unit(item.nodeid)))
+    items.sort(key=lambda item: longest_first_rank(work_unit(item.nodeid)))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``-n 2`` (setup.cfg) sends whole files to a worker (:func:`_unit`), in the order
+    """``-n 2`` (setup.cfg) sends whole files to a worker (:func:`work_unit`), in the order
     collected. xdist's own ``loadgroup`` cannot do it with pytest >= 9.2, whose node ids
     ignore the group suffix xdist adds."""
     from xdist.scheduler import LoadScopeScheduling
@@ -118,6 +146,6 @@ def pytest_xdist_make_scheduler(config, log):
 
     class FileUnits(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return _unit(nodeid)
+            return work_unit(nodeid)
 
     return FileUnits(config, log)

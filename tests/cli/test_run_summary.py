@@ -1,8 +1,8 @@
 """What a fit prints last (where its files are, what to run next), and ``--help``.
 
-The fast tests build the lines from stub trainers and files made here; the integration test
-runs the demo (its real packaged EfficientNet-Lite0 backbone, shrunk to one epoch of two
-steps) as a subprocess and reads what a newcomer sees."""
+The tests here build the lines from stub trainers and files made here; what the real demo
+prints at its end, and that the printed commands run, is checked on the demo's own fit in
+``tests/test_demo.py``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from mvf_lightning.cli.commands import COMMANDS
 from mvf_lightning.cli.run_summary import RunFiles, print_fit_summary, run_files, summary_lines
@@ -176,82 +175,6 @@ def test_help_lists_every_command_on_one_line_without_importing_torch():
 
 
 # ---------------------------------------------------------------------------- integration
-WARNINGS = {
-    "litlogger tip": "litlogger",
-    "pytree deprecation": "LeafSpec",
-}
-
-
-@pytest.fixture(scope="module")
-def demo_fit(tmp_path_factory):
-    """The demo, as a newcomer runs it from a clone, shrunk to one epoch of two steps with its
-    validation, pictures and checkpoints (real backbone, real data generation)."""
-    tmp = tmp_path_factory.mktemp("demo_summary")
-    override = tmp / "short.yaml"
-    override.write_text(yaml.safe_dump({
-        "trainer": {
-            "max_epochs": 1, "limit_train_batches": 2, "check_val_every_n_epoch": 1,
-            "num_sanity_val_steps": 0,
-            "callbacks": [
-                {"class_path": "mvf_lightning.evaluation.callback.AlignmentEvaluation"},
-                {"class_path": "mvf_lightning.evaluation.media_callback.EvaluationMedia",
-                 "init_args": {"every_n_epochs": 1}},
-                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                 "init_args": {"monitor": MONITOR, "mode": "max", "save_last": True}},
-            ],
-        },
-    }))
-    args = ["--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(override)]
-    proc = run_cli(tmp, "fit", *args, timeout=900)
-    return SimpleNamespace(tmp=tmp, proc=proc, args=args)
-
-
-def _run_printed(tmp: Path, line: str) -> subprocess.CompletedProcess:
-    """A printed next command, run as printed (with this interpreter) in the fit's folder."""
-    words = shlex.split(line)
-    assert words[words.index("-m") + 1] == "mvf_lightning", line
-    return run_cli(tmp, *words[words.index("-m") + 2 :], timeout=600)
-
-
-@pytest.mark.integration
-def test_demo_ends_with_where_the_run_is_and_what_to_run_next(demo_fit):
-    tmp, out = demo_fit.tmp, demo_fit.proc.stdout
-    lines = out.rstrip("\n").splitlines()
-    start = max(i for i, line in enumerate(lines) if line.startswith("fit finished: "))
-    summary = lines[start:]
-    assert len(summary) == 10, "\n".join(summary)  # nothing printed after it
-    rows = {line.split()[0]: line.split()[1] for line in summary[1:6]}
-    assert set(rows) == {"checkpoint", "last", "metrics", "table", "pictures"}
-    for name, path in rows.items():
-        assert (tmp / path).exists(), (name, path)
-        assert not Path(path).is_absolute(), path  # inside the working folder: relative
-    assert any((tmp / rows["pictures"]).rglob("*.png"))
-    assert summary[6] == "next:"
-    validate, align, results = summary[7:]
-    assert "validate --config" in validate and f"--ckpt_path {rows['checkpoint']}" in validate
-    assert f"align --ckpt {rows['checkpoint']} " in align
-    videos = shlex.split(align)[shlex.split(align).index("--ckpt") + 2:][:2]
-    assert all(Path(v).suffix == ".mp4" and (tmp / v).is_file() for v in videos), videos
-    assert results.endswith("results runs/demo --plot runs/demo/plots")
-    _run_printed(tmp, results)
-    assert any((tmp / "runs" / "demo" / "plots").glob("*.png"))
-    checked = _run_printed(tmp, validate + " --print_config")
-    assert "ckpt_path" in checked.stdout
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("warning", sorted(WARNINGS))
-def test_demo_output_holds_no_warning_a_newcomer_cannot_act_on(demo_fit, warning):
-    text = demo_fit.proc.stdout + demo_fit.proc.stderr
-    assert WARNINGS[warning] not in text
-
-
-@pytest.mark.integration
-def test_demo_loads_its_packaged_backbone_without_unexpected_keys(demo_fit):
-    text = demo_fit.proc.stdout + demo_fit.proc.stderr
-    assert "Unexpected keys" not in text
-
-
 @pytest.mark.integration
 def test_fit_help_is_lightnings(tmp_path):
     proc = run_cli(tmp_path, "fit", "--help", timeout=300)

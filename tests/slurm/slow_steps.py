@@ -1,6 +1,8 @@
 """A test-only callback that makes each training and validation step last a known minimum
 time and marks when a validation starts, so a test can signal or kill a run at a chosen point
-(between two checkpoints, or inside a validation) on any machine."""
+(between two checkpoints, or inside a validation) on any machine. Only a fit that starts from
+scratch is slowed: what continues it (a requeued job, ``--resume auto``) and a ``validate`` of
+its checkpoint run at full speed."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from lightning.pytorch.callbacks import Callback
 
 class SlowTrainingSteps(Callback):
     """Sleep ``seconds`` after every training batch and ``validation_seconds`` after every
-    validation batch; with ``marker_dir``, rank 0 touches ``validating-<epoch>`` there when a
-    validation starts."""
+    validation batch of a fit not restored from a checkpoint; with ``marker_dir``, rank 0
+    touches ``validating-<epoch>`` there when a validation starts."""
 
     def __init__(
         self, seconds: float = 1.0, validation_seconds: float = 0.0, marker_dir: str | None = None
@@ -21,13 +23,19 @@ class SlowTrainingSteps(Callback):
         self.seconds = seconds
         self.validation_seconds = validation_seconds
         self.marker_dir = marker_dir
+        self.active = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.active = trainer.ckpt_path is None  # any checkpoint is restored by now
 
     def on_train_batch_end(self, *args, **kwargs) -> None:
-        time.sleep(self.seconds)
+        if self.active:
+            time.sleep(self.seconds)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if self.marker_dir and trainer.is_global_zero and not trainer.sanity_checking:
             Path(self.marker_dir, f"validating-{trainer.current_epoch}").touch()
 
     def on_validation_batch_end(self, *args, **kwargs) -> None:
-        time.sleep(self.validation_seconds)
+        if self.active:
+            time.sleep(self.validation_seconds)
