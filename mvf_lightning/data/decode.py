@@ -7,6 +7,7 @@ set of unique frames costs far less than decoding a whole video and indexing it.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,13 @@ class VideoInfo:
     width: int
 
 
+_OPEN_LOCK = threading.Lock()
+"""One open at a time in a process. decord's FFmpeg (4.1) builds some decoders' shared tables on
+their first open without a lock; two threads doing it at once abort the process ("incorrect
+codes", libavcodec/bitstream.c:346: the demo's fit, checking its MPEG-4 training videos on two
+threads). Decoding stays parallel."""
+
+
 def _decord():
     import decord
 
@@ -58,7 +66,8 @@ def _open(path: str | os.PathLike, size: tuple[int, int] | None, num_threads: in
             raise ValueError(f"size must be (height, width) with positive entries, got {size!r}")
         kwargs["height"], kwargs["width"] = int(size[0]), int(size[1])
     try:
-        return decord.VideoReader(path, **kwargs)
+        with _OPEN_LOCK:
+            return decord.VideoReader(path, **kwargs)
     except Exception as e:  # decord raises bare RuntimeError/DECORDError
         raise VideoDecodeError(path, f"cannot open ({type(e).__name__}: {_short(e)})") from e
 

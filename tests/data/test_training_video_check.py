@@ -154,3 +154,34 @@ def test_frame_count_mismatch_is_warned_and_resampled_carl_style(tmp_path, tiny_
     np.testing.assert_array_equal(steps, np.arange(10))
     got = helpers.frame_ids(short_item["frames"][0].numpy())
     np.testing.assert_array_equal(got, steps * 50 // 10)
+
+
+def test_the_check_never_opens_two_videos_at_once(tmp_path, tiny_root, monkeypatch):
+    """The check probes on several threads, but opens one file at a time: decord's FFmpeg
+    aborted the demo's fit ("incorrect codes") when two threads opened MPEG-4 files at once."""
+    import threading
+    import time
+
+    import decord
+
+    real, lock = decord.VideoReader, threading.Lock()
+    opening, most = 0, 0
+
+    def one_at_a_time(*args, **kwargs):
+        nonlocal opening, most
+        with lock:
+            opening += 1
+            most = max(most, opening)
+        time.sleep(0.02)  # wide enough for another thread to come in
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                opening -= 1
+
+    monkeypatch.setattr(decord, "VideoReader", one_at_a_time)
+    index = load_split(_dataset(tmp_path, tiny_root, num_videos=8, num_broken=0), "train")
+    paths = {v.path for v in index}
+    report = probe_module.check_training_videos(index, tmp_path / "probe.jsonl", num_threads=4)
+    assert report.num_videos == 8 and not report.broken
+    assert len(paths) > 1 and most == 1
