@@ -22,6 +22,9 @@ TABLE_ROW = re.compile(r"^mean\s+(.*)$", re.MULTILINE)
 
 
 def run_cli(args: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The command as a user runs it, timed (``.elapsed``). Not ``tests.cli_helpers.run_cli``:
+    that one pins ``OMP_NUM_THREADS=1``, and the demo's thresholds were measured with torch's
+    default threads."""
     env = {
         **{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"},
         "MVF_LIGHTNING_DEMO_ROOT": str(tmp_path / "demo_data"),
